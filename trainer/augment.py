@@ -1,0 +1,78 @@
+"""Augmentation settings, once, for both frameworks (no framework import).
+
+The seed notebooks used Keras' ImageDataGenerator(shear_range=10, zoom_range=0.2,
+horizontal_flip=True) and torchvision's RandomAffine(0, shear=10, scale=(0.8, 1.2)) with a
+horizontal flip. Each backend turns an `AugmentConfig` into its own pipeline:
+`keras_backend.build_augmenter` (Keras 3 preprocessing layers) and
+`torch_backend.build_augmenter` (torchvision.transforms.v2). The units here are the ones people
+think in (degrees, zoom as a magnification, shift as a fraction of the side); the translation into
+each library's own units lives in the two helpers below, so the backends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    enabled: bool = True
+    shear_deg: float = 10.0  # maximum shear angle, degrees, either direction
+    zoom_min: float = 0.8  # magnification range: <1 shows more of the scene, >1 zooms in
+    zoom_max: float = 1.2
+    rotation_deg: float = 0.0  # maximum rotation, degrees, either direction
+    shift: float = 0.0  # maximum translation, fraction of the side, either direction
+    hflip: bool = True
+    vflip: bool = False
+
+    def validate(self) -> list[str]:
+        """Return the problems with these settings as sentences; empty when they are fine."""
+        problems = []
+        if not 0 <= self.shear_deg < 45:
+            problems.append(f"shear must be between 0 and 45 degrees, got {self.shear_deg}")
+        if not 0.25 <= self.zoom_min <= self.zoom_max <= 4:
+            problems.append(
+                f"zoom must satisfy 0.25 <= min <= max <= 4, got {self.zoom_min}..{self.zoom_max}")
+        if not 0 <= self.rotation_deg <= 180:
+            problems.append(f"rotation must be between 0 and 180 degrees, got {self.rotation_deg}")
+        if not 0 <= self.shift < 0.5:
+            problems.append(f"shift must be a fraction between 0 and 0.5, got {self.shift}")
+        return problems
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the pipeline would leave every image as it is."""
+        return not self.enabled or (
+            self.shear_deg == 0 and self.zoom_min == self.zoom_max == 1 and self.rotation_deg == 0
+            and self.shift == 0 and not self.hflip and not self.vflip)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "AugmentConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown augmentation settings: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def keras_zoom_factor(aug: AugmentConfig) -> tuple[float, float]:
+    """Keras RandomZoom factor for a magnification range.
+
+    Keras zooms the output by (1 + factor) of the side: factor -0.2 zooms in (magnification 1.25),
+    +0.2 zooms out (magnification 1/1.2). So magnification m maps to factor 1/m - 1.
+    """
+    return (1 / aug.zoom_max - 1, 1 / aug.zoom_min - 1)
+
+
+def keras_shear_factor(aug: AugmentConfig) -> float:
+    """Keras RandomShear factor: the horizontal displacement per unit of height, tan(angle)."""
+    return math.tan(math.radians(aug.shear_deg))
+
+
+def keras_rotation_factor(aug: AugmentConfig) -> float:
+    """Keras RandomRotation factor: a fraction of a full turn."""
+    return aug.rotation_deg / 360

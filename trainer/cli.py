@@ -1,0 +1,255 @@
+"""Command line: `python -m trainer {fetch-data,check-data,train,predict,bench} ...`.
+
+    python -m trainer fetch-data --dest data
+    python -m trainer check-data data            # or a .zip of class folders
+    python -m trainer train --framework both --data data --out models --epochs 3
+    python -m trainer predict --models models [--json] image.jpg ...
+    python -m trainer bench --data data --limit 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from trainer import FRAMEWORKS
+from trainer.augment import AugmentConfig
+from trainer.config import DEVICE_CHOICES, TrainConfig, default_data_dir
+
+HELP = {  # one help string per setting, shared with the app's widgets
+    "framework": "keras, pytorch, or both (one after the other)",
+    "data_dir": "data folder: train/<class>/*, validation/<class>/* (or class folders only)",
+    "out_dir": "models folder: <out>/keras and <out>/pytorch are (re)written",
+    "epochs": "passes over the training images",
+    "batch_size": "images per optimisation step",
+    "lr": "Adam learning rate of the new head",
+    "image_size": "images are squashed to this many pixels a side (224 = ImageNet's)",
+    "head_units": "units of the new hidden dense layer",
+    "feature_cache": "fast mode: backbone features computed once, then only the head trains "
+                     "(no augmentation: every epoch sees the same images)",
+    "unfreeze": "also train the last N of the 4 ResNet stages, at --fine-tune-lr",
+    "fine_tune_lr": "learning rate of unfrozen backbone stages",
+    "weights": "imagenet (download once, or pre-seeded cache), none (random init), or a file",
+    "allow_random_init": "if ImageNet weights cannot be had, train from random init instead of failing",
+    "limit": "use at most N images per split (seeded, class-balanced); 0 = all",
+    "seed": "random seed for splits, subsets, initialisation, shuffling and augmentation",
+    "device": "auto (GPU when present), cpu or gpu",
+}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig(data_dir="")
+    parser.add_argument("--framework", choices=(*FRAMEWORKS, "both"), default="both", help=HELP["framework"])
+    parser.add_argument("--data", dest="data_dir", default=default_data_dir(), help=HELP["data_dir"])
+    parser.add_argument("--out", dest="out_dir", default=d.out_dir, help=HELP["out_dir"])
+    for name in ("epochs", "batch_size", "image_size", "head_units", "unfreeze", "limit", "seed"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name), help=HELP[name])
+    for name in ("lr", "fine_tune_lr"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name), help=HELP[name])
+    parser.add_argument("--weights", default=d.weights, help=HELP["weights"])
+    parser.add_argument("--allow-random-init", action="store_true", help=HELP["allow_random_init"])
+    parser.add_argument("--feature-cache", action="store_true", help=HELP["feature_cache"])
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default=d.device, help=HELP["device"])
+    a = AugmentConfig()
+    parser.add_argument("--no-augment", action="store_true", help="turn augmentation off")
+    parser.add_argument("--shear", type=float, default=a.shear_deg, help="max shear angle, degrees")
+    parser.add_argument("--zoom", type=float, nargs=2, default=(a.zoom_min, a.zoom_max),
+                        metavar=("MIN", "MAX"), help="magnification range (<1 zoom out, >1 zoom in)")
+    parser.add_argument("--rotation", type=float, default=a.rotation_deg, help="max rotation, degrees")
+    parser.add_argument("--shift", type=float, default=a.shift, help="max shift, fraction of the side")
+    parser.add_argument("--no-hflip", action="store_true", help="no random horizontal flip")
+    parser.add_argument("--vflip", action="store_true", help="random vertical flip")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    augment = AugmentConfig(enabled=not args.no_augment, shear_deg=args.shear, zoom_min=args.zoom[0],
+                            zoom_max=args.zoom[1], rotation_deg=args.rotation, shift=args.shift,
+                            hflip=not args.no_hflip, vflip=args.vflip)
+    names = ("framework", "data_dir", "out_dir", "epochs", "batch_size", "lr", "image_size",
+             "head_units", "feature_cache", "unfreeze", "fine_tune_lr", "weights",
+             "allow_random_init", "limit", "seed", "device")
+    return TrainConfig(augment=augment, **{n: getattr(args, n) for n in names}).validate()
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_fetch(args) -> int:
+    from trainer import fetch
+    try:
+        dataset = fetch.fetch(args.dest, url=args.url, expected=None if args.url != fetch.AVP_URL else fetch.AVP_COUNTS)
+    except (fetch.FetchError, ValueError) as error:
+        print(f"fetch-data: {error}", file=sys.stderr)
+        return 1
+    print(dataset.summary())
+    return 0
+
+
+def cmd_check(args) -> int:
+    from trainer import archive, data
+    path, scratch = Path(args.path), None
+    try:
+        if path.suffix.lower() == ".zip" and path.is_file():
+            extracted = archive.extract_zip(path)
+            scratch = extracted.root
+            for entry, why in extracted.skipped:
+                print(f"skipped zip entry {entry}: {why}")
+            path = scratch
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = data.discover(path, args.seed)
+    except data.DataError as error:
+        print(f"check-data: {args.path} cannot be trained on:", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print(dataset.summary().replace(str(path), args.path, 1))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from trainer import runner
+    try:
+        config = config_from_args(args)
+    except ValueError as error:
+        print(f"train: {error}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: (stop.set(), print("\nstopping after this batch...", file=sys.stderr)))
+    progress = ProgressBars()
+    try:
+        results = runner.train(config, progress, stop.is_set)
+    except Exception as error:  # data, weights or settings problems: one clear line, no traceback
+        progress.close()
+        print(f"train: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    progress.close()
+    print_summary(results)
+    return 130 if any(r["stopped"] for r in results.values()) or stop.is_set() else 0
+
+
+def cmd_predict(args) -> int:
+    from trainer import data, store
+    from trainer.predictor import Predictor
+    predictor = Predictor(args.models)
+    if not store.find_models(args.models):
+        print(f"predict: no saved model in {args.models} (train one with `python -m trainer train`)", file=sys.stderr)
+        return 1
+    predictor.refresh()
+    failed = 0
+    for image in args.images:
+        try:
+            results = predictor.predict_file(image)
+        except data.ImageError as error:
+            failed += 1
+            print(json.dumps({"image": image, "error": str(error)}) if args.json else f"predict: {error}",
+                  file=sys.stdout if args.json else sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"image": image, **{fw: r["probabilities"] for fw, r in results.items()}}))
+        else:
+            print(image)
+            for framework, result in results.items():
+                ranked = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])
+                print(f"  {framework:<8} " + "  ".join(f"{c} {p:.3f}" for c, p in ranked)
+                      + f"   ({result['seconds'] * 1000:.0f} ms)")
+    for framework in predictor.missing():
+        print(f"predict: no {framework} model in {args.models}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_bench(args) -> int:
+    from trainer import bench
+    return bench.main(args)
+
+
+# ---------------------------------------------------------------- output
+
+class ProgressBars:
+    """Event sink: a tqdm bar per framework and epoch, warnings printed above them."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, event: dict) -> None:
+        from tqdm import tqdm
+        kind = event["type"]
+        if kind == "warning":
+            tqdm.write(f"warning: {event['message']}", file=sys.stderr)
+        elif kind == "start":
+            tqdm.write(f"{event['framework']}: {event['train_images']} train / {event['val_images']} "
+                       f"validation images on {event['device']}, pretrained={event['pretrained']}")
+        elif kind == "batch":
+            if self.bar is None:
+                self.bar = tqdm(total=event["batches"], unit="batch",
+                                desc=f"{event['framework']} epoch {event['epoch']}/{event['epochs']}")
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{event['loss']:.3f}", img_s=f"{event['images_per_s']:.1f}")
+        elif kind in ("epoch", "stopped"):
+            self.close()
+            if kind == "epoch":
+                tqdm.write(f"{event['framework']} epoch {event['epoch']}: train loss {event['train_loss']:.4f} "
+                           f"acc {event['train_accuracy']:.3f} | val loss {event['val_loss']:.4f} "
+                           f"acc {event['val_accuracy']:.3f} | {event['seconds']:.1f} s")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def print_summary(results: dict) -> None:
+    header = f"{'framework':<10}{'epochs':>7}{'s/epoch':>9}{'img/s':>8}{'val acc':>9}{'best':>7}  pretrained  saved to"
+    print("\n" + header + "\n" + "-" * len(header))
+    for framework, r in results.items():
+        if not r["history"]:
+            print(f"{framework:<10}{'stopped before the first epoch ended; nothing saved':>40}")
+            continue
+        print(f"{framework:<10}{len(r['history']):>7}{r['seconds_per_epoch']:>9.1f}{r['images_per_s']:>8.1f}"
+              f"{r['val_accuracy']:>9.3f}{r['best_val_accuracy']:>7.3f}  {str(r['pretrained']):<10}  "
+              f"{r.get('saved_to', 'not saved (stopped)')}")
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    from trainer import fetch
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("fetch-data", help="download the Alien vs. Predator images")
+    p.add_argument("--dest", default=default_data_dir(), help="folder to create (default: $AVP_DATA_DIR or ./data)")
+    p.add_argument("--url", default=fetch.AVP_URL, help="zip to download (default: the seed article's repository)")
+    p.set_defaults(run=cmd_fetch)
+    p = commands.add_parser("check-data", help="list classes, counts and problems of a data folder or .zip")
+    p.add_argument("path")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(run=cmd_check)
+    p = commands.add_parser("train", help="fine-tune ResNet-50 in keras, pytorch or both")
+    add_train_arguments(p)
+    p.set_defaults(run=cmd_train)
+    p = commands.add_parser("predict", help="class probabilities from every saved model")
+    p.add_argument("--models", default="models", help="models folder (as train --out)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("images", nargs="+")
+    p.set_defaults(run=cmd_predict)
+    p = commands.add_parser("bench", help="seed recipe vs this project's training, per framework")
+    p.add_argument("--data", default=default_data_dir())
+    p.add_argument("--limit", type=int, default=128)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(run=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)

@@ -1,0 +1,103 @@
+"""One settings object for a training run, validated, saved as JSON beside every model.
+
+Filled from the command line (trainer/cli.py) or from the app's widgets; `load` in each backend
+rebuilds the model from the copy saved in metadata.json. No framework import here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from trainer import FRAMEWORKS
+from trainer.augment import AugmentConfig
+from trainer.constants import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+
+WEIGHT_CHOICES = ("imagenet", "none")  # or a path to a weights file
+DEVICE_CHOICES = ("auto", "cpu", "gpu")
+
+
+def default_data_dir() -> str:
+    """`$AVP_DATA_DIR`, else ./data."""
+    return os.environ.get("AVP_DATA_DIR") or "data"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    framework: str = "both"  # keras, pytorch or both (one after the other)
+    data_dir: str = field(default_factory=default_data_dir)
+    out_dir: str = "models"
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-3  # Adam learning rate of the new head
+    image_size: int = 224  # pixels, square
+    head_units: int = 128  # units of the hidden dense layer of the new head
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    feature_cache: bool = False  # compute frozen-backbone features once; turns augmentation off
+    unfreeze: int = 0  # last N ResNet stages (0-4) trained too, at fine_tune_lr
+    fine_tune_lr: float = 1e-5
+    weights: str = "imagenet"  # imagenet, none, or a path to a weights file
+    allow_random_init: bool = False  # train from scratch when ImageNet weights cannot be had
+    limit: int = 0  # at most this many images per split, class-balanced; 0 = all
+    seed: int = 42
+    device: str = "auto"  # auto, cpu or gpu
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        return FRAMEWORKS if self.framework == "both" else (self.framework,)
+
+    @property
+    def augment_active(self) -> bool:
+        return not self.feature_cache and not self.augment.is_identity
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError listing every problem; return self so calls can chain."""
+        problems = list(self.augment.validate())
+        if self.framework not in (*FRAMEWORKS, "both"):
+            problems.append(f"framework must be keras, pytorch or both, got {self.framework!r}")
+        for name, low, high in (("epochs", 1, 1000), ("batch_size", 1, 1024),
+                                ("image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
+                                ("head_units", 1, 8192), ("unfreeze", 0, 4), ("limit", 0, 10**7)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                problems.append(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+        for name in ("lr", "fine_tune_lr"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value < 1:
+                problems.append(f"{name} must be a number between 0 and 1, got {value!r}")
+        if self.weights not in WEIGHT_CHOICES and not Path(self.weights).is_file():
+            problems.append(
+                f"weights must be imagenet, none or an existing file, got {self.weights!r}")
+        if self.device not in DEVICE_CHOICES:
+            problems.append(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {self.device!r}")
+        if self.feature_cache and self.unfreeze:
+            problems.append("feature_cache needs a frozen backbone: set unfreeze to 0")
+        if problems:
+            raise ValueError("invalid training settings: " + "; ".join(problems))
+        return self
+
+    def with_changes(self, **changes) -> "TrainConfig":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        values = dict(values)
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
+        if isinstance(values.get("augment"), dict):
+            values["augment"] = AugmentConfig.from_dict(values["augment"])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,292 @@
+"""Find, check, decode and load an image-classification data set (no framework import).
+
+Layout: `<root>/train/<class>/*` and `<root>/validation/<class>/*` (`val` and `valid` also work).
+A root holding only class folders is split 80/20 per class, by seed. A root holding exactly one
+folder (as zips often do) is looked into. Classes are the sorted folder names.
+
+Images are recognised by content, not by extension (five AvP `.jpg` files are PNG). Every mode is
+converted to RGB, EXIF orientation applied, and decompression bombs refused. `load_rgb` is the one
+decoding function both frameworks use, for training, augmentation previews and prediction.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+SPLIT_NAMES = {"train": ("train", "training"), "val": ("validation", "val", "valid")}
+MAX_PIXELS = 40_000_000  # refuse images declaring more pixels than this (decompression bombs)
+VALIDATION_FRACTION = 0.2  # used when a data set has no validation folder
+IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message names the file and says why."""
+
+
+class DataError(ValueError):
+    """A data set that cannot be trained on; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass
+class Sample:
+    path: Path
+    label: int
+
+
+@dataclass
+class DataSet:
+    root: Path
+    classes: list[str]
+    train: list[Sample]
+    val: list[Sample]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, why)
+    notes: list[str] = field(default_factory=list)  # what discovery decided, e.g. a made split
+
+    def counts(self, split: str) -> dict[str, int]:
+        counter = Counter(s.label for s in getattr(self, split))
+        return {name: counter.get(i, 0) for i, name in enumerate(self.classes)}
+
+    def summary(self) -> str:
+        lines = [f"data set {self.root}: {len(self.classes)} classes"]
+        for split in ("train", "val"):
+            counts = ", ".join(f"{c} {n}" for c, n in self.counts(split).items())
+            lines.append(f"  {split:<5} {len(getattr(self, split)):>6} images ({counts})")
+        lines += [f"  note: {note}" for note in self.notes]
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} unreadable file(s):")
+            lines += [f"    {path}: {why}" for path, why in self.skipped]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- decoding
+
+def load_rgb(source, name: str | None = None) -> Image.Image:
+    """Decode an image file (path, bytes or file object) into an RGB PIL image.
+
+    Raises ImageError naming the file for empty, truncated, non-image and oversized inputs.
+    """
+    name = name or str(getattr(source, "name", source) if not isinstance(source, bytes) else "image")
+    if isinstance(source, bytes):
+        import io
+        source = io.BytesIO(source)
+    try:
+        with Image.open(source) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(f"{name}: declares {width}x{height} pixels, more than the "
+                                 f"{MAX_PIXELS:,} allowed (a decompression bomb?)")
+            image.seek(0)  # first frame of GIFs and other animations
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a folder, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"{name}: too many pixels ({error})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError(f"{name}: damaged or truncated image ({error})") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency becomes white, 16-bit keeps its range."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        high = values.max() if values.size else 0
+        scale = 255 / high if high > 255 else 1  # 16-bit data: fit its range into 8 bits
+        image = Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def load_array(source, size: int, name: str | None = None) -> np.ndarray:
+    """Decode and resize to size x size (squashed, as both seed notebooks did): uint8 HxWx3."""
+    return to_array(load_rgb(source, name), size)
+
+
+def to_array(image: Image.Image, size: int) -> np.ndarray:
+    """An RGB image squashed to size x size, bilinear: uint8 HxWx3."""
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def load_arrays(samples: list[Sample], size: int, workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a list of checked samples into (N, size, size, 3) uint8 images and int64 labels."""
+    images = np.empty((len(samples), size, size, 3), dtype=np.uint8)
+
+    def fill(i: int) -> None:
+        images[i] = load_array(samples[i].path, size)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow releases the GIL while decoding
+        list(pool.map(fill, range(len(samples))))
+    return images, np.array([s.label for s in samples], dtype=np.int64)
+
+
+# ---------------------------------------------------------------- discovery
+
+def visible(path: Path) -> bool:
+    return not path.name.startswith(".") and path.name not in IGNORED_NAMES
+
+
+def subfolders(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink() and visible(p))
+
+
+def find_split(root: Path, split: str) -> Path | None:
+    by_name = {p.name.lower(): p for p in subfolders(root)}
+    return next((by_name[n] for n in SPLIT_NAMES[split] if n in by_name), None)
+
+
+def resolve_root(root: Path) -> Path:
+    """Look into a single wrapping folder (`avp.zip` -> `avp/train/...`)."""
+    while True:
+        folders = subfolders(root)
+        files = [p for p in root.iterdir() if p.is_file() and visible(p)]
+        if len(folders) != 1 or files or find_split(root, "train"):
+            return root
+        root = folders[0]
+
+
+def scan_classes(folder: Path, skipped: list) -> dict[str, list[Path]]:
+    """Class name -> files that decode; the others go to `skipped` with the reason."""
+    found = {}
+    for class_dir in subfolders(folder):
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and visible(p)
+                       and not any(part.startswith(".") or part in IGNORED_NAMES
+                                   for part in p.relative_to(class_dir).parts))
+        good = []
+        for path in files:
+            try:
+                check_image(path)
+                good.append(path)
+            except ImageError as error:
+                skipped.append((path, str(error).split(": ", 1)[-1]))
+        found[class_dir.name] = good
+    return found
+
+
+def check_image(path: Path) -> None:
+    """Raise ImageError unless `path` decodes completely."""
+    load_rgb(path)
+
+
+def split_stratified(by_class: dict[str, list[Path]], seed: int) -> tuple[dict, dict]:
+    train, val = {}, {}
+    rng = random.Random(seed)
+    for name, paths in by_class.items():
+        paths = sorted(paths)
+        rng.shuffle(paths)
+        n_val = round(len(paths) * VALIDATION_FRACTION) if len(paths) > 1 else 0
+        n_val = max(n_val, 1) if len(paths) > 1 else 0
+        val[name], train[name] = paths[:n_val], paths[n_val:]
+    return train, val
+
+
+def discover(root: str | Path, seed: int = 42) -> DataSet:
+    """Find and check a data set; raise DataError listing every reason it cannot be trained on."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError([f"data folder {root} does not exist (set --data or AVP_DATA_DIR, "
+                         "or run `python -m trainer fetch-data`)"])
+    root = resolve_root(root)
+    skipped, notes = [], []
+    train_dir, val_dir = find_split(root, "train"), find_split(root, "val")
+    if train_dir:
+        train = scan_classes(train_dir, skipped)
+        if val_dir:
+            val = scan_classes(val_dir, skipped)
+        else:
+            train, val = split_stratified(train, seed)
+            notes.append("no validation folder: 20% of each class was set aside, by seed")
+    else:
+        if val_dir:
+            raise DataError([f"{root} has a validation folder but no train folder"])
+        train, val = split_stratified(scan_classes(root, skipped), seed)
+        notes.append("class folders without train/validation split: 20% of each class "
+                     "was set aside for validation, by seed")
+    check_classes(root, train, val)
+    classes = sorted(train)
+    to_samples = lambda by_class: [Sample(p, classes.index(c)) for c in classes for p in by_class[c]]
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable file(s): "
+                      + ", ".join(str(p) for p, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
+                      stacklevel=2)
+    return DataSet(root, classes, to_samples(train), to_samples(val), skipped, notes)
+
+
+def check_classes(root: Path, train: dict, val: dict) -> None:
+    problems = []
+    if len(train) < 2:
+        problems.append(f"{root}: found {len(train)} class folder(s) ({', '.join(train) or 'none'}); "
+                        "need at least 2, one folder of images per class")
+    if val and set(val) != set(train):
+        only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
+        problems.append("validation classes differ from training classes"
+                        + (f"; only in train: {', '.join(only_train)}" if only_train else "")
+                        + (f"; only in validation: {', '.join(only_val)}" if only_val else ""))
+    for split, by_class in (("train", train), ("validation", val)):
+        for name, paths in sorted(by_class.items()):
+            if not paths:
+                problems.append(f"class '{name}' has no decodable image in the {split} split")
+    if problems:
+        raise DataError(problems)
+
+
+def limit_samples(samples: list[Sample], limit: int, seed: int) -> list[Sample]:
+    """A seeded, class-balanced subset of at most `limit` samples (0 = all)."""
+    if not limit or limit >= len(samples):
+        return list(samples)
+    by_label: dict[int, list[Sample]] = {}
+    for sample in samples:
+        by_label.setdefault(sample.label, []).append(sample)
+    rng = random.Random(seed)
+    pools = {label: rng.sample(group, len(group)) for label, group in sorted(by_label.items())}
+    chosen = []
+    while len(chosen) < limit:  # round robin over classes keeps them balanced
+        for pool in pools.values():
+            if pool and len(chosen) < limit:
+                chosen.append(pool.pop())
+    return sorted(chosen, key=lambda s: (s.label, str(s.path)))
+
+
+@dataclass
+class Arrays:
+    """A data set decoded into memory once, at one size, shared by both frameworks."""
+    classes: list[str]
+    x_train: np.ndarray  # (N, size, size, 3) uint8 RGB
+    y_train: np.ndarray  # (N,) int64
+    x_val: np.ndarray
+    y_val: np.ndarray
+    val_paths: list[str]
+
+
+def load_dataset(dataset: DataSet, size: int, limit: int = 0, seed: int = 42) -> Arrays:
+    """Decode (a `limit`-ed, class-balanced subset of) each split into memory."""
+    train = limit_samples(dataset.train, limit, seed)
+    val = limit_samples(dataset.val, limit, seed)
+    x_train, y_train = load_arrays(train, size)
+    x_val, y_val = load_arrays(val, size)
+    return Arrays(dataset.classes, x_train, y_train, x_val, y_val, [str(s.path) for s in val])

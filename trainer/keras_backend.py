@@ -1,0 +1,300 @@
+"""Keras 3 (TensorFlow) side: keras.applications ResNet-50, frozen, with a new head.
+
+Mirror of trainer/torch_backend.py: same public functions, same arguments. The model ends in a
+softmax and returns probabilities (Keras' convention; its losses take probabilities).
+Preprocessing is `keras.applications.resnet50.preprocess_input` ("caffe": RGB -> BGR, ImageNet
+mean subtracted, no scaling). Keras 3 has no public ImageDataGenerator, which the seed notebook
+used; its augmentations are preprocessing layers (RandomFlip, RandomZoom, RandomShear, ...) run in
+a tf.data pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+# torchvision (and the triton it pulls in) must be loaded before TensorFlow when both live in one
+# process (the app's predictor, a `--framework both` run): the other order segfaults while
+# importing triton (torch 2.14.1, torchvision 0.29.1, TensorFlow 2.21).
+import torchvision  # noqa: E402, F401
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers  # noqa: E402
+
+from trainer import augment, loop, store, weights  # noqa: E402
+from trainer.augment import AugmentConfig  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.constants import FEATURE_DIM  # noqa: E402
+
+FRAMEWORK = "keras"
+STAGES = ("conv2", "conv3", "conv4", "conv5")  # ResNet stages (layer name prefixes), input to output
+EVAL_BATCH = 64
+
+
+# ---------------------------------------------------------------- device
+
+def select_device(preference: str = "auto") -> str:
+    """Return "gpu" or "cpu"; hide the GPUs from TensorFlow when the CPU was asked for."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if preference == "cpu" and gpus:
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:  # TensorFlow already started on the GPU in this process
+            pass
+        return "cpu"
+    if preference == "gpu" and not gpus:
+        raise RuntimeError("device gpu was asked for, but TensorFlow sees no GPU")
+    return "gpu" if gpus and preference != "cpu" else "cpu"
+
+
+def describe_device(preference: str = "auto") -> str:
+    if select_device(preference) == "gpu":
+        gpu = tf.config.list_physical_devices("GPU")[0]
+        name = tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+        return f"GPU ({name})"
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+# ---------------------------------------------------------------- augmentation and preprocessing
+
+def augment_layers(aug: AugmentConfig, seed: int | None = None) -> list[keras.layers.Layer]:
+    """Keras 3 preprocessing layers for the settings, each filling with black like torchvision."""
+    fill = {"fill_mode": "constant", "fill_value": 0.0, "seed": seed}
+    steps = []
+    if aug.hflip:
+        steps.append(layers.RandomFlip("horizontal", seed=seed))
+    if aug.vflip:
+        steps.append(layers.RandomFlip("vertical", seed=seed))
+    if aug.rotation_deg:
+        steps.append(layers.RandomRotation(augment.keras_rotation_factor(aug), **fill))
+    if aug.shift:
+        steps.append(layers.RandomTranslation(aug.shift, aug.shift, **fill))
+    if aug.zoom_min != 1 or aug.zoom_max != 1:
+        steps.append(layers.RandomZoom(augment.keras_zoom_factor(aug), **fill))
+    if aug.shear_deg:
+        steps.append(layers.RandomShear(x_factor=augment.keras_shear_factor(aug), **fill))
+    return steps
+
+
+def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> keras.Sequential:
+    """The layers as one model, applied to a batch: each image gets its own random values."""
+    return keras.Sequential(augment_layers(aug, seed), name="augmentation")
+
+
+def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int):
+    """`count` augmented copies of one uint8 HWC image, with the random values drawn for each.
+
+    Each layer draws with its own `get_random_transformation` and applies with `transform_images`,
+    exactly what calling it does, so the values shown are the ones applied.
+    """
+    batch = tf.convert_to_tensor(np.repeat(image[None], count, axis=0), tf.float32)
+    drawn = [{} for _ in range(count)]
+    seeds = keras.random.SeedGenerator(seed)
+    for layer in augment_layers(aug):
+        transformation = layer.get_random_transformation(batch, training=True, seed=seeds)
+        batch = layer.transform_images(batch, transformation, training=True)
+        for i, values in enumerate(describe_transformation(layer, transformation, image.shape)):
+            drawn[i].update(values)
+    images = np.clip(np.round(batch.numpy()), 0, 255).astype(np.uint8)
+    return list(zip(images, drawn))
+
+
+def describe_transformation(layer, transformation, shape) -> list[dict]:
+    """The random values one Keras layer drew, per image, in the units of AugmentConfig."""
+    if isinstance(layer, layers.RandomFlip):
+        key = "hflip" if layer.mode == "horizontal" else "vflip"
+        return [{key: bool(v)} for v in np.ravel(transformation["flips"])]
+    if isinstance(layer, layers.RandomRotation):
+        return [{"rotation_deg": round(float(v), 1)} for v in np.ravel(transformation["angle"])]
+    if isinstance(layer, layers.RandomTranslation):
+        return [{"shift_px": [int(round(x)), int(round(y))]} for x, y in np.asarray(transformation["translations"])]
+    if isinstance(layer, layers.RandomZoom):  # Keras samples 1/magnification
+        return [{"zoom": round(1 / float(v), 3)} for v in np.ravel(transformation["height_zoom"])]
+    if isinstance(layer, layers.RandomShear):
+        return [{"shear_deg": round(math.degrees(math.atan(float(x))), 1)}
+                for x, _ in np.asarray(transformation["shear_factor"])]
+    return [{} for _ in range(shape[0])]
+
+
+def preprocess(images) -> tf.Tensor:
+    """uint8 or float NHWC RGB -> caffe-style input: BGR, ImageNet mean subtracted (Keras' way)."""
+    return keras.applications.resnet50.preprocess_input(tf.cast(images, tf.float32))
+
+
+def network_view(image: np.ndarray) -> np.ndarray:
+    """What the network sees: one uint8 HWC image after `preprocess`, as float HWC (BGR order)."""
+    return preprocess(image[None])[0].numpy()
+
+
+# ---------------------------------------------------------------- model
+
+def load_backbone(config: TrainConfig) -> tuple[keras.Model, bool, list[str]]:
+    """ResNet-50 with ImageNet weights when it can be had; (model, pretrained, warnings)."""
+    shape = (config.image_size, config.image_size, 3)
+    resnet = lambda source: keras.applications.ResNet50(include_top=False, weights=source, input_shape=shape)
+    if config.weights == "none":
+        return resnet(None), False, [
+            "training from random initialisation (weights none): expect far lower accuracy"]
+    if config.weights != "imagenet":
+        return resnet(config.weights), True, []
+    cached = weights.cache_path(FRAMEWORK)
+    try:
+        # A cached file is passed by path: get_file would otherwise check its hash and download
+        # again, which fails offline with a pre-seeded cache.
+        return resnet(str(cached) if cached.is_file() else "imagenet"), True, []
+    except Exception as error:  # offline, or a damaged cache: the message says what to do
+        message = weights.unavailable_message(FRAMEWORK, error)
+        if not config.allow_random_init:
+            raise weights.WeightsUnavailable(message) from error
+        return resnet(None), False, [message + " Training from random initialisation, as allowed."]
+
+
+def build_model(num_classes: int, config: TrainConfig) -> tuple[keras.Model, dict]:
+    """Frozen ResNet-50 + new head (Dense(units, relu), Dense(classes, softmax))."""
+    keras.utils.set_random_seed(config.seed)
+    if select_device(config.device) == "gpu":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    base, pretrained, warnings = load_backbone(config)
+    unfrozen = STAGES[len(STAGES) - config.unfreeze:] if config.unfreeze else ()
+    for layer in base.layers:
+        layer.trainable = (layer.name.startswith(unfrozen) if unfrozen else False) and not isinstance(
+            layer, layers.BatchNormalization)
+    inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
+    # training=False keeps batch norm in inference mode even when stages are unfrozen: its
+    # ImageNet statistics must not drift towards each small batch (keras-io transfer learning guide).
+    x = base(inputs, training=False)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dense(config.head_units, activation="relu", name="head_hidden")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="head_output", dtype="float32")(x)
+    model = keras.Model(inputs, outputs, name="resnet50_transfer")
+    return model, {"pretrained": pretrained, "warnings": warnings}
+
+
+def head_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    return [model.get_layer("head_hidden"), model.get_layer("head_output")]
+
+
+def head(model: keras.Model, features):
+    for layer in head_layers(model):
+        features = layer(features)
+    return features
+
+
+def feature_function(model: keras.Model):
+    """A compiled function: preprocessed NHWC batch -> (N, 2048) backbone features (cached)."""
+    if not hasattr(model, "_feature_fn"):
+        extractor = keras.Model(model.input, model.get_layer("avg_pool").output)
+        shape = (None, *model.input.shape[1:])
+        model._feature_fn = tf.function(lambda x: extractor(x, training=False),
+                                        input_signature=[tf.TensorSpec(shape, tf.float32)],
+                                        jit_compile=os.environ.get("TRAINER_XLA") == "1")
+    return model._feature_fn
+
+
+def features_of(model: keras.Model, images: np.ndarray) -> tf.Tensor:
+    """Backbone features of uint8 NHWC images, in batches, outside any gradient tape."""
+    extract = feature_function(model)
+    chunks = [tf.cast(extract(preprocess(images[start:start + EVAL_BATCH])), tf.float32)
+              for start in range(0, len(images), EVAL_BATCH)]
+    return tf.concat(chunks, 0) if chunks else tf.zeros((0, FEATURE_DIM))
+
+
+# ---------------------------------------------------------------- training
+
+def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, should_stop=loop.never) -> dict:
+    """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays)."""
+    frozen = config.unfreeze == 0
+    head_vars = [v for layer in head_layers(model) for v in layer.trainable_variables]
+    backbone_vars = [v for v in model.trainable_variables if all(v is not h for h in head_vars)]
+    head_optimizer = keras.optimizers.Adam(config.lr)
+    backbone_optimizer = keras.optimizers.Adam(config.fine_tune_lr)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    extract = feature_function(model)
+
+    @tf.function
+    def step(inputs, labels, from_features: bool):
+        if frozen:
+            features = inputs if from_features else extract(preprocess(inputs))
+            with tf.GradientTape() as tape:
+                probabilities = head(model, features)
+                loss = loss_fn(labels, probabilities)
+            head_optimizer.apply_gradients(zip(tape.gradient(loss, head_vars), head_vars))
+        else:
+            with tf.GradientTape() as tape:
+                probabilities = model(preprocess(inputs), training=False)
+                loss = loss_fn(labels, probabilities)
+            gradients = tape.gradient(loss, head_vars + backbone_vars)
+            head_optimizer.apply_gradients(zip(gradients[:len(head_vars)], head_vars))
+            backbone_optimizer.apply_gradients(zip(gradients[len(head_vars):], backbone_vars))
+        correct = tf.reduce_sum(tf.cast(tf.argmax(probabilities, 1) == labels, tf.int32))
+        return loss, correct
+
+    cached_val = features_of(model, data.x_val) if frozen else None
+    if config.feature_cache:
+        batches = make_dataset(features_of(model, data.x_train), data.y_train, config, None)
+    else:
+        augmenter = build_augmenter(config.augment, config.seed) if config.augment_active else None
+        batches = make_dataset(data.x_train, data.y_train, config, augmenter)
+
+    def train_batches(epoch):
+        for inputs, labels in batches:
+            loss, correct = step(inputs, labels, config.feature_cache)
+            yield float(loss), int(labels.shape[0]), int(correct)
+
+    def validate():
+        return evaluate(model, data.x_val, data.y_val, features=cached_val)
+
+    return loop.run_epochs(FRAMEWORK, config.epochs, len(data.y_train), config.batch_size,
+                           train_batches, validate, on_event, should_stop)
+
+
+def make_dataset(inputs, labels: np.ndarray, config: TrainConfig, augmenter) -> tf.data.Dataset:
+    """Shuffled batches, augmented in parallel with the training step (tf.data map + prefetch)."""
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).shuffle(
+        len(labels), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size)
+    if augmenter is not None:
+        dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray, features=None):
+    """(mean loss, accuracy, probabilities) on uint8 images, or on their cached features."""
+    if features is None:
+        features = features_of(model, images)
+    probabilities = head(model, features).numpy().astype(np.float32)
+    if not len(labels):
+        return float("nan"), float("nan"), probabilities
+    loss = float(keras.losses.SparseCategoricalCrossentropy()(labels, probabilities))
+    return loss, float((probabilities.argmax(1) == labels).mean()), probabilities
+
+
+def predict_proba(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, classes) for uint8 NHWC images."""
+    return head(model, features_of(model, images)).numpy().astype(np.float32)
+
+
+# ---------------------------------------------------------------- save and load
+
+def save(model: keras.Model, models_dir: str | Path, metadata: dict) -> Path:
+    """A .keras file + metadata.json under `<models_dir>/keras`, atomically."""
+    return store.save_atomically(models_dir, FRAMEWORK, lambda path: model.save(path), metadata)
+
+
+def load(folder: str | Path) -> tuple[keras.Model, dict]:
+    """Load the .keras file with safe_mode=True (no Python code from the file runs)."""
+    metadata = store.read_metadata(folder)
+    model = keras.saving.load_model(Path(folder) / store.MODEL_FILES[FRAMEWORK],
+                                    safe_mode=True, compile=False)
+    return model, metadata
+
+
+def versions() -> dict:
+    return {"tensorflow": tf.__version__, "keras": keras.__version__}

@@ -1,0 +1,62 @@
+"""The epoch loop both backends share, and the progress events it emits (no framework import).
+
+A backend supplies two functions: `train_batches(epoch)`, a generator that runs one optimisation
+step per item and yields `(loss, images, correct)` for that batch, and `validate()`, which returns
+`(loss, accuracy, probabilities)` on the validation split. This loop times them, emits events, and
+checks the stop flag after every batch, so Stop takes effect within one batch in both frameworks.
+
+Events are plain JSON-serialisable dicts with a "type": start, batch, epoch, end, warning. They
+travel through a callable whose default ignores them, and across processes as JSON lines.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterator
+
+Event = dict
+EventSink = Callable[[Event], None]
+
+
+def ignore(event: Event) -> None:
+    """The default event sink: does nothing."""
+
+
+def never() -> bool:
+    """The default stop flag: never set."""
+    return False
+
+
+def run_epochs(framework: str, epochs: int, n_train: int, batch_size: int,
+               train_batches: Callable[[int], Iterator[tuple[float, int, int]]],
+               validate: Callable[[], tuple[float, float, object]],
+               on_event: EventSink = ignore, should_stop: Callable[[], bool] = never) -> dict:
+    """Train for `epochs`; return {"history": [...], "stopped": bool, "val_probabilities": ...}."""
+    batches_per_epoch = math.ceil(n_train / batch_size)
+    total_batches = epochs * batches_per_epoch
+    history, done_batches, images_total, started = [], 0, 0, time.perf_counter()
+    val_probabilities = None
+    for epoch in range(1, epochs + 1):
+        epoch_start, loss_sum, seen, correct = time.perf_counter(), 0.0, 0, 0
+        for batch, (loss, images, right) in enumerate(train_batches(epoch), 1):
+            loss_sum, seen, correct = loss_sum + loss * images, seen + images, correct + right
+            done_batches, images_total = done_batches + 1, images_total + images
+            elapsed = time.perf_counter() - started
+            on_event({"type": "batch", "framework": framework, "epoch": epoch, "epochs": epochs,
+                      "batch": batch, "batches": batches_per_epoch, "loss": float(loss),
+                      "images_seen": images_total, "images_per_s": images_total / elapsed,
+                      "elapsed_s": elapsed,
+                      "eta_s": elapsed / done_batches * (total_batches - done_batches)})
+            if should_stop():
+                on_event({"type": "stopped", "framework": framework, "epoch": epoch, "batch": batch})
+                return {"history": history, "stopped": True, "val_probabilities": val_probabilities}
+        train_seconds = time.perf_counter() - epoch_start
+        val_loss, val_accuracy, val_probabilities = validate()
+        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                  "val_loss": float(val_loss), "val_accuracy": float(val_accuracy),
+                  "train_seconds": train_seconds, "seconds": time.perf_counter() - epoch_start,
+                  "images_per_s": seen / train_seconds}
+        history.append(record)
+        on_event({"type": "epoch", "framework": framework, "epochs": epochs, **record})
+    return {"history": history, "stopped": False, "val_probabilities": val_probabilities}

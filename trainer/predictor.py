@@ -1,0 +1,56 @@
+"""Load the saved models of a models folder once, and predict with all of them side by side.
+
+Used by `python -m trainer predict` and by the app's Predict tab. `Predictor.refresh()` reloads a
+model only when its metadata.json changed on disk (a training finished), so a long-running app
+always predicts with the newest models without reloading them on every request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from trainer import FRAMEWORKS, data, store
+from trainer.runner import backend
+
+
+class Predictor:
+    def __init__(self, models_dir: str | Path):
+        self.models_dir = Path(models_dir)
+        self.loaded: dict[str, tuple[object, dict, float]] = {}  # framework -> (model, metadata, mtime)
+        self.lock = threading.Lock()
+
+    def refresh(self) -> dict[str, dict]:
+        """(Re)load models whose files changed; return framework -> metadata of those present."""
+        with self.lock:
+            found = store.find_models(self.models_dir)
+            for framework in FRAMEWORKS:
+                if framework not in found:
+                    self.loaded.pop(framework, None)
+                    continue
+                mtime = (found[framework] / store.METADATA).stat().st_mtime
+                if framework not in self.loaded or self.loaded[framework][2] != mtime:
+                    model, metadata = backend(framework).load(found[framework])
+                    self.loaded[framework] = (model, metadata, mtime)
+            return {fw: meta for fw, (_, meta, _) in self.loaded.items()}
+
+    def missing(self) -> list[str]:
+        return [fw for fw in FRAMEWORKS if fw not in self.loaded]
+
+    def predict(self, image_rgb) -> dict[str, dict]:
+        """One decoded PIL RGB image -> framework -> {"probabilities": {class: p}, "seconds": s}."""
+        results = {}
+        for framework, (model, metadata, _) in sorted(self.loaded.items()):
+            size = metadata["config"]["image_size"]
+            array = data.to_array(image_rgb, size)
+            started = time.perf_counter()
+            probabilities = backend(framework).predict_proba(model, array[None])[0]
+            results[framework] = {
+                "probabilities": {c: float(p) for c, p in zip(metadata["classes"], probabilities)},
+                "seconds": time.perf_counter() - started}
+        return results
+
+    def predict_file(self, path: str | Path) -> dict[str, dict]:
+        return self.predict(data.load_rgb(path))
+

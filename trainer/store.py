@@ -1,0 +1,72 @@
+"""Saved models on disk: one folder per framework, written atomically, found again after a restart.
+
+Layout of a models folder: `<models>/keras/{model.keras, metadata.json}` and
+`<models>/pytorch/{model.pt, metadata.json}`. A save writes a fresh staging folder and then swaps it
+in with two renames, so a crash leaves either the old model or the new one, never half of one
+(`recover` finishes an interrupted swap). No framework import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from trainer import FRAMEWORKS
+
+MODEL_FILES = {"keras": "model.keras", "pytorch": "model.pt"}
+METADATA = "metadata.json"
+
+
+def model_dir(models: str | Path, framework: str) -> Path:
+    return Path(models) / framework
+
+
+def save_atomically(models: str | Path, framework: str, write_model: Callable[[Path], None],
+                    metadata: dict) -> Path:
+    """Write the model (by `write_model(file)`) and metadata.json, then swap them in at once."""
+    models = Path(models)
+    models.mkdir(parents=True, exist_ok=True)
+    final = model_dir(models, framework)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{framework}-", dir=models))
+    try:
+        write_model(staging / MODEL_FILES[framework])
+        (staging / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
+        old = models / f".old-{framework}"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def recover(models: str | Path) -> None:
+    """Finish a swap that a crash interrupted: put the previous model back where it belongs."""
+    models = Path(models)
+    for framework in FRAMEWORKS:
+        old, final = models / f".old-{framework}", model_dir(models, framework)
+        if old.is_dir() and not final.exists():
+            os.replace(old, final)
+
+
+def find_models(models: str | Path) -> dict[str, Path]:
+    """Framework -> folder of every complete saved model under `models`."""
+    models = Path(models)
+    if models.is_dir():
+        recover(models)
+    found = {}
+    for framework in FRAMEWORKS:
+        folder = model_dir(models, framework)
+        if (folder / MODEL_FILES[framework]).is_file() and (folder / METADATA).is_file():
+            found[framework] = folder
+    return found
+
+
+def read_metadata(folder: str | Path) -> dict:
+    return json.loads((Path(folder) / METADATA).read_text())

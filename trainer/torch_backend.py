@@ -1,0 +1,266 @@
+"""PyTorch side: torchvision ResNet-50, frozen, with a new head; train, evaluate, save, load.
+
+Mirror of trainer/keras_backend.py: same public functions, same arguments. The model returns
+logits (PyTorch's convention; the loss applies log-softmax itself), and `predict_proba` applies
+the softmax. Preprocessing is torchvision's: scale to 0-1, normalise with the ImageNet mean/std.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from trainer import loop, store, weights
+from trainer.augment import AugmentConfig
+from trainer.config import TrainConfig
+from trainer.constants import FEATURE_DIM, IMAGENET_MEAN, IMAGENET_STD
+
+FRAMEWORK = "pytorch"
+STAGES = ("layer1", "layer2", "layer3", "layer4")  # ResNet stages, input to output
+EVAL_BATCH = 64
+
+
+# ---------------------------------------------------------------- device
+
+def select_device(preference: str = "auto") -> torch.device:
+    if preference in ("auto", "gpu") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if preference == "gpu":
+        raise RuntimeError("device gpu was asked for, but PyTorch sees no CUDA GPU")
+    return torch.device("cpu")
+
+
+def describe_device(preference: str = "auto") -> str:
+    device = select_device(preference)
+    if device.type == "cuda":
+        return f"GPU ({torch.cuda.get_device_name(device)})"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+# ---------------------------------------------------------------- augmentation and preprocessing
+
+def build_augmenter(aug: AugmentConfig) -> v2.Compose:
+    """torchvision.transforms.v2 pipeline for one uint8 CHW image."""
+    steps = []
+    if aug.hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if aug.vflip:
+        steps.append(v2.RandomVerticalFlip())
+    steps.append(v2.RandomAffine(
+        degrees=aug.rotation_deg, translate=(aug.shift, aug.shift) if aug.shift else None,
+        scale=(aug.zoom_min, aug.zoom_max), shear=(-aug.shear_deg, aug.shear_deg),
+        interpolation=v2.InterpolationMode.BILINEAR, fill=0))
+    return v2.Compose(steps)
+
+
+def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int):
+    """`count` augmented copies of one uint8 HWC image, with the random values drawn for each.
+
+    Draws as RandomHorizontalFlip / RandomVerticalFlip / RandomAffine do, through their own
+    `get_params`, so the values shown are the ones applied.
+    """
+    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    height, width = image.shape[:2]
+    samples = []
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+        torch.manual_seed(seed)
+        for _ in range(count):
+            out, drawn = chw, {}
+            if aug.hflip:
+                drawn["hflip"] = bool(torch.rand(1) < 0.5)
+                out = F.horizontal_flip(out) if drawn["hflip"] else out
+            if aug.vflip:
+                drawn["vflip"] = bool(torch.rand(1) < 0.5)
+                out = F.vertical_flip(out) if drawn["vflip"] else out
+            angle, (tx, ty), scale, shear = v2.RandomAffine.get_params(
+                [-aug.rotation_deg, aug.rotation_deg], [aug.shift, aug.shift] if aug.shift else None,
+                [aug.zoom_min, aug.zoom_max], [-aug.shear_deg, aug.shear_deg], [width, height])
+            out = F.affine(out, angle=angle, translate=[tx, ty], scale=scale, shear=list(shear),
+                           interpolation=v2.InterpolationMode.BILINEAR, fill=0)
+            drawn.update(zoom=round(float(scale), 3), shear_deg=round(float(shear[0]), 1))
+            if aug.rotation_deg:
+                drawn["rotation_deg"] = round(float(angle), 1)
+            if aug.shift:
+                drawn["shift_px"] = [int(tx), int(ty)]
+            samples.append((out.permute(1, 2, 0).numpy(), drawn))
+    return samples
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 numpy -> (N, 3, H, W) uint8 tensor, no copy."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+
+
+def preprocess(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW -> float, 0-1, normalised with the ImageNet mean and std (torchvision's way)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return ((images.float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def network_view(image: np.ndarray) -> np.ndarray:
+    """What the network sees: one uint8 HWC image after `preprocess`, as float HWC (RGB)."""
+    return preprocess(to_tensor(image[None]))[0].permute(1, 2, 0).numpy()
+
+
+# ---------------------------------------------------------------- model
+
+def load_backbone(config: TrainConfig) -> tuple[nn.Module, bool, list[str]]:
+    """ResNet-50 with ImageNet weights when it can be had; (model, pretrained, warnings)."""
+    if config.weights == "none":
+        return torchvision.models.resnet50(weights=None), False, [
+            "training from random initialisation (weights none): expect far lower accuracy"]
+    if config.weights != "imagenet":
+        model = torchvision.models.resnet50(weights=None)
+        state = torch.load(config.weights, map_location="cpu", weights_only=True)
+        missing, _ = model.load_state_dict(state, strict=False)
+        if [k for k in missing if not k.startswith("fc.")]:
+            raise ValueError(f"{config.weights}: not a ResNet-50 state_dict ({len(missing)} missing keys)")
+        return model, True, []
+    try:
+        return torchvision.models.resnet50(
+            weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V1), True, []
+    except Exception as error:  # offline, or a damaged cache: the message says what to do
+        message = weights.unavailable_message(FRAMEWORK, error)
+        if not config.allow_random_init:
+            raise weights.WeightsUnavailable(message) from error
+        return torchvision.models.resnet50(weights=None), False, [
+            message + " Training from random initialisation, as allowed."]
+
+
+def build_model(num_classes: int, config: TrainConfig) -> tuple[nn.Module, dict]:
+    """Frozen ResNet-50 + new head (Linear(2048, units), ReLU, Linear(units, classes))."""
+    torch.manual_seed(config.seed)
+    model, pretrained, warnings = load_backbone(config)
+    model.requires_grad_(False)
+    for stage in STAGES[len(STAGES) - config.unfreeze:] if config.unfreeze else ():
+        getattr(model, stage).requires_grad_(True)
+    model.fc = nn.Sequential(nn.Linear(FEATURE_DIM, config.head_units), nn.ReLU(),
+                             nn.Linear(config.head_units, num_classes))
+    # The whole network stays in eval mode, also while training: the head has no batch norm or
+    # dropout, and the backbone's batch norm must keep its ImageNet statistics. In train mode they
+    # would drift towards each small batch (the seed notebook's loop let them), which hurts when
+    # fine-tuning on a few hundred images.
+    model.eval()
+    return model.to(memory_format=torch.channels_last), {"pretrained": pretrained, "warnings": warnings}
+
+
+def backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """ResNet-50 without its head: (N, 3, H, W) normalised -> (N, 2048)."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    return torch.flatten(model.avgpool(x), 1)
+
+
+def features_of(model: nn.Module, images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Backbone features of uint8 NHWC images, in batches, without autograd."""
+    chunks = []
+    with torch.inference_mode(), autocast(device):
+        for start in range(0, len(images), EVAL_BATCH):
+            batch = to_tensor(images[start:start + EVAL_BATCH]).to(device, non_blocking=True)
+            chunks.append(backbone_features(model, preprocess(batch)).float())
+    return torch.cat(chunks) if chunks else torch.zeros((0, FEATURE_DIM), device=device)
+
+
+def autocast(device: torch.device):
+    """Mixed precision on GPU (bfloat16 needs no loss scaling); full precision on CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+# ---------------------------------------------------------------- training
+
+def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, should_stop=loop.never) -> dict:
+    """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays)."""
+    device = select_device(config.device)
+    model.to(device)
+    frozen = config.unfreeze == 0
+    backbone_params = [p for p in model.parameters() if p.requires_grad and not _is_head(model, p)]
+    optimizer = torch.optim.Adam([{"params": model.fc.parameters(), "lr": config.lr},
+                                  {"params": backbone_params, "lr": config.fine_tune_lr}])
+    loss_fn = nn.CrossEntropyLoss()
+    augmenter = build_augmenter(config.augment) if config.augment_active else None
+    torch.manual_seed(config.seed)
+    order = torch.Generator().manual_seed(config.seed)
+    cached_train = features_of(model, data.x_train, device) if config.feature_cache else None
+    cached_val = features_of(model, data.x_val, device) if frozen else None
+    y_train = torch.from_numpy(data.y_train).to(device)
+
+    def train_batches(epoch):
+        permutation = torch.randperm(len(data.y_train), generator=order)
+        for start in range(0, len(permutation), config.batch_size):
+            index = permutation[start:start + config.batch_size]
+            if cached_train is not None:
+                features = cached_train[index.to(device)]
+            else:
+                images = to_tensor(data.x_train[index.numpy()])
+                if augmenter is not None:
+                    images = torch.stack([augmenter(image) for image in images])
+                with torch.set_grad_enabled(not frozen), autocast(device):
+                    features = backbone_features(model, preprocess(images.to(device, non_blocking=True)))
+            logits = model.fc(features.float())
+            loss = loss_fn(logits, y_train[index.to(device)])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            correct = int((logits.argmax(1) == y_train[index.to(device)]).sum())
+            yield loss.item(), len(index), correct
+
+    def validate():
+        return evaluate(model, data.x_val, data.y_val, features=cached_val)
+
+    return loop.run_epochs(FRAMEWORK, config.epochs, len(data.y_train), config.batch_size,
+                           train_batches, validate, on_event, should_stop)
+
+
+def _is_head(model: nn.Module, parameter: torch.Tensor) -> bool:
+    return any(parameter is p for p in model.fc.parameters())
+
+
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, features=None):
+    """(mean loss, accuracy, probabilities) on uint8 images, or on their cached features."""
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        if features is None:
+            features = features_of(model, images, device)
+        logits = model.fc(features.float())
+        target = torch.from_numpy(labels).to(device)
+        loss = float(nn.functional.cross_entropy(logits, target)) if len(labels) else float("nan")
+        probabilities = logits.softmax(1).cpu().numpy()
+    accuracy = float((probabilities.argmax(1) == labels).mean()) if len(labels) else float("nan")
+    return loss, accuracy, probabilities
+
+
+def predict_proba(model: nn.Module, images: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, classes) for uint8 NHWC images."""
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        return model.fc(features_of(model, images, device)).float().softmax(1).cpu().numpy()
+
+
+# ---------------------------------------------------------------- save and load
+
+def save(model: nn.Module, models_dir: str | Path, metadata: dict) -> Path:
+    """state_dict + metadata.json under `<models_dir>/pytorch`, atomically."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return store.save_atomically(models_dir, FRAMEWORK, lambda path: torch.save(state, path), metadata)
+
+
+def load(folder: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild the model from metadata.json and load its weights (weights_only: no pickle code)."""
+    metadata = store.read_metadata(folder)
+    config = TrainConfig.from_dict(metadata["config"]).with_changes(weights="none")
+    model, _ = build_model(len(metadata["classes"]), config)
+    state = torch.load(Path(folder) / store.MODEL_FILES[FRAMEWORK], map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval(), metadata
+
+
+def versions() -> dict:
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__}
+

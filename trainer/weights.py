@@ -1,0 +1,54 @@
+"""Where each framework keeps its ImageNet ResNet-50 weights, and whether they are there.
+
+No framework import: the app asks this before a training starts, to say plainly when the weights
+cannot be had. The file names are the frameworks' own (tests check them against torchvision's
+weights enum and keras.applications); an offline machine works when these files are pre-seeded:
+- PyTorch: `$TORCH_HOME/hub/checkpoints/resnet50-0676ba61.pth` (TORCH_HOME defaults to
+  `$XDG_CACHE_HOME/torch`, i.e. `~/.cache/torch`), torchvision's ResNet50_Weights.IMAGENET1K_V1,
+  the weights the seed notebook's `pretrained=True` loaded.
+- Keras: `$KERAS_HOME/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5` (KERAS_HOME
+  defaults to `~/.keras`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TORCH_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+KERAS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+             "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+
+
+class WeightsUnavailable(RuntimeError):
+    """ImageNet weights could not be loaded, and random initialisation was not allowed."""
+
+
+def torch_home() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "torch"
+    return Path(os.environ.get("TORCH_HOME", default)).expanduser()
+
+
+def keras_home() -> Path:
+    return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser()
+
+
+def cache_path(framework: str) -> Path:
+    """The file each framework's standard loader reads before it tries to download."""
+    if framework == "pytorch":
+        return torch_home() / "hub" / "checkpoints" / TORCH_URL.rsplit("/", 1)[1]
+    if framework == "keras":
+        return keras_home() / "models" / KERAS_URL.rsplit("/", 1)[1]
+    raise ValueError(f"unknown framework {framework!r}")
+
+
+def is_cached(framework: str) -> bool:
+    return cache_path(framework).is_file()
+
+
+def unavailable_message(framework: str, error: BaseException | None = None) -> str:
+    reason = f" ({type(error).__name__}: {error})" if error else ""
+    url = TORCH_URL if framework == "pytorch" else KERAS_URL
+    return (f"ImageNet weights for {framework} could not be loaded{reason}. Connect to the internet "
+            f"once, or put {url} at {cache_path(framework)}; or train from random initialisation "
+            "(--weights none, or allow it in the app), which learns far less from so few images.")
