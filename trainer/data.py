@@ -11,6 +11,7 @@ decoding function both frameworks use, for training, augmentation previews and p
 
 from __future__ import annotations
 
+import io
 import random
 import warnings
 from collections import Counter
@@ -79,8 +80,9 @@ def load_rgb(source, name: str | None = None) -> Image.Image:
     """
     name = name or str(getattr(source, "name", source) if not isinstance(source, bytes) else "image")
     if isinstance(source, bytes):
-        import io
         source = io.BytesIO(source)
+    if is_empty(source):
+        raise ImageError(f"{name}: empty file")
     try:
         with Image.open(source) as image:
             width, height = image.size
@@ -103,6 +105,15 @@ def load_rgb(source, name: str | None = None) -> Image.Image:
         raise ImageError(f"{name}: too many pixels ({error})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError(f"{name}: damaged or truncated image ({error})") from None
+
+
+def is_empty(source) -> bool:
+    if isinstance(source, io.BytesIO):
+        return not source.getbuffer().nbytes
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        return path.is_file() and path.stat().st_size == 0
+    return False
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

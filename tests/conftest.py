@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny generated image folders and a tiny training configuration."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+AVP = Path(os.environ.get("AVP_TEST_DATA", ROOT.parent / "shared" / "data" / "avp"))
+CLASSES = ("bright", "dark")
+
+
+def toy_image(label: int, size: int, rng: np.random.Generator) -> Image.Image:
+    """Class 0 bright, class 1 dark, with noise: learnable from any features, even random ones."""
+    base = 185 if label == 0 else 0
+    return Image.fromarray((base + rng.integers(0, 70, (size, size, 3))).astype(np.uint8))
+
+
+def make_dataset(root: Path, per_class=(6, 3), size=40, classes=CLASSES, seed=0, splits=("train", "validation")) -> Path:
+    """root/<split>/<class>/*.jpg (or root/<class>/ when splits is empty)."""
+    rng = np.random.default_rng(seed)
+    for split, count in zip(splits or ("",), per_class):
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                toy_image(label, size, rng).save(folder / f"{i}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    return make_dataset(tmp_path / "data")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails at once, as on an offline machine."""
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled by the test")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def tiny_config(dataset, tmp_path):
+    from trainer.config import TrainConfig
+    return TrainConfig(data_dir=str(dataset), out_dir=str(tmp_path / "models"), epochs=1,
+                       batch_size=4, image_size=32, weights="none", head_units=16)
+
+
+def needs_avp():
+    return pytest.mark.skipif(not (AVP / "train").is_dir(), reason=f"real AvP data not found at {AVP}")

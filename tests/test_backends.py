@@ -1,0 +1,159 @@
+"""Both backends, same tests: learning, stopping, saving, loading, weights, augmentation."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer import data, loop, store, weights
+from trainer.augment import AugmentConfig
+from trainer.runner import backend
+
+FRAMEWORKS = ["keras", "pytorch"]
+
+
+@pytest.fixture
+def arrays(tiny_config):
+    return data.load_dataset(data.discover(tiny_config.data_dir), tiny_config.image_size)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_loss_falls_on_a_learnable_task(framework, tiny_config, arrays):
+    config = tiny_config.with_changes(epochs=4)
+    module = backend(framework)
+    model, info = module.build_model(2, config)
+    assert info["pretrained"] is False and "random initialisation" in info["warnings"][0]
+    events = []
+    result = module.train(model, arrays, config, events.append)
+    losses = [h["train_loss"] for h in result["history"]]
+    assert len(losses) == 4 and losses[-1] < losses[0] / 2
+    batches = [e for e in events if e["type"] == "batch"]
+    assert len(batches) == 4 * 3 and all(e["images_per_s"] > 0 and e["eta_s"] >= 0 for e in batches)
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2, 3, 4]
+    probabilities = result["val_probabilities"]
+    assert probabilities.shape == (6, 2) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_stop_takes_effect_within_one_batch(framework, tiny_config, arrays):
+    config = tiny_config.with_changes(epochs=3)
+    module = backend(framework)
+    model, _ = module.build_model(2, config)
+    events = []
+    stop_after = 2
+    should_stop = lambda: sum(e["type"] == "batch" for e in events) >= stop_after
+    result = module.train(model, arrays, config, events.append, should_stop)
+    assert result["stopped"] and result["history"] == []
+    assert sum(e["type"] == "batch" for e in events) == stop_after
+    assert events[-1]["type"] == "stopped"
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_feature_cache_trains_the_head(framework, tiny_config, arrays):
+    config = tiny_config.with_changes(epochs=3, feature_cache=True, batch_size=4)
+    module = backend(framework)
+    model, _ = module.build_model(2, config)
+    result = module.train(model, arrays, config)
+    assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_save_then_load_gives_the_same_probabilities(framework, tiny_config, arrays, tmp_path):
+    module = backend(framework)
+    model, _ = module.build_model(2, tiny_config)
+    module.train(model, arrays, tiny_config)
+    before = module.predict_proba(model, arrays.x_val)
+    metadata = {"classes": ["bright", "dark"], "config": tiny_config.to_dict()}
+    folder = module.save(model, tmp_path / "models", metadata)
+    assert store.find_models(tmp_path / "models") == {framework: folder}
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [framework]  # no staging left
+    loaded, meta = module.load(folder)
+    assert meta["classes"] == ["bright", "dark"]
+    np.testing.assert_allclose(module.predict_proba(loaded, arrays.x_val), before, atol=1e-5)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_failed_save_keeps_the_previous_model(framework, tiny_config, tmp_path):
+    module = backend(framework)
+    model, _ = module.build_model(2, tiny_config)
+    folder = module.save(model, tmp_path, {"classes": ["a", "b"], "config": tiny_config.to_dict(), "n": 1})
+
+    def crash(path: Path):
+        path.write_bytes(b"half a model")
+        raise OSError("disk full")
+    with pytest.raises(OSError):
+        store.save_atomically(tmp_path, framework, crash, {"n": 2})
+    assert store.read_metadata(folder)["n"] == 1
+    module.load(folder)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_preseeded_weight_cache_loads_offline(framework, tiny_config, tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    path = weights.cache_path(framework)
+    path.parent.mkdir(parents=True)
+    seed_random_weights(framework, path, tiny_config.image_size)
+    model, info = backend(framework).build_model(2, tiny_config.with_changes(weights="imagenet"))
+    assert info == {"pretrained": True, "warnings": []}
+
+
+def seed_random_weights(framework, path, size):
+    """Random weights in the exact file each framework's loader looks for."""
+    if framework == "pytorch":
+        import torch
+        import torchvision
+        assert path.name == Path(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url).name
+        torch.save(torchvision.models.resnet50().state_dict(), path)
+    else:
+        import h5py
+        import keras
+        from keras.src.legacy.saving import legacy_h5_format
+        resnet = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(size, size, 3))
+        assert path.name == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        with h5py.File(path, "w") as file:
+            legacy_h5_format.save_weights_to_hdf5_group(file, resnet)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_missing_weights_offline_fail_unless_random_init_allowed(framework, tiny_config, tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    module = backend(framework)
+    with pytest.raises(weights.WeightsUnavailable, match="could not be loaded.*put .* at"):
+        module.build_model(2, tiny_config.with_changes(weights="imagenet"))
+    _, info = module.build_model(2, tiny_config.with_changes(weights="imagenet", allow_random_init=True))
+    assert info["pretrained"] is False and "random initialisation, as allowed" in info["warnings"][0]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_augmentation_previews_report_the_values_drawn(framework):
+    image = np.zeros((48, 48, 3), np.uint8)
+    image[:, :24] = 255  # a vertical edge: flips and shears move it
+    aug = AugmentConfig(shear_deg=20, zoom_min=0.8, zoom_max=1.2, rotation_deg=10, shift=0.1)
+    samples = backend(framework).augment_samples(image, aug, 6, seed=0)
+    assert len(samples) == 6
+    for out, drawn in samples:
+        assert out.shape == image.shape and out.dtype == np.uint8
+        assert abs(drawn["shear_deg"]) <= 20 and 0.8 <= drawn["zoom"] <= 1.2 and abs(drawn["rotation_deg"]) <= 10
+        assert {"hflip", "shift_px"} <= set(drawn)
+    assert len({out.tobytes() for out, _ in samples}) == 6
+    again = backend(framework).augment_samples(image, aug, 6, seed=0)
+    assert [d for _, d in again] == [d for _, d in samples]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_network_view_uses_each_frameworks_normalisation(framework):
+    from trainer.constants import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD
+    image = np.zeros((4, 4, 3), np.uint8)
+    image[..., 0] = 255  # pure red
+    view = backend(framework).network_view(image)[0, 0]
+    if framework == "keras":  # BGR, mean subtracted, 0-255 units
+        np.testing.assert_allclose(view, [-CAFFE_MEAN_BGR[0], -CAFFE_MEAN_BGR[1], 255 - CAFFE_MEAN_BGR[2]], atol=1e-3)
+    else:
+        expected = [(v - m) / s for v, m, s in zip((1, 0, 0), IMAGENET_MEAN, IMAGENET_STD)]
+        np.testing.assert_allclose(view, expected, atol=1e-5)
+
+
+def test_training_loop_defaults_do_nothing():
+    assert loop.ignore({"type": "batch"}) is None and loop.never() is False

@@ -1,0 +1,155 @@
+"""Data rules: layouts, class checks, decoding by content, skipping with names, limits."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_dataset
+from trainer import data
+
+
+def test_train_validation_layout(dataset):
+    found = data.discover(dataset)
+    assert found.classes == ["bright", "dark"]
+    assert found.counts("train") == {"bright": 6, "dark": 6}
+    assert found.counts("val") == {"bright": 3, "dark": 3}
+    assert not found.skipped and not found.notes
+
+
+@pytest.mark.parametrize("name", ["val", "valid", "Validation"])
+def test_other_validation_names(tmp_path, name):
+    root = make_dataset(tmp_path, splits=("train", name))
+    assert len(data.discover(root).val) == 6
+
+
+def test_bare_class_folders_are_split_80_20_by_seed(tmp_path):
+    root = make_dataset(tmp_path, per_class=(10,), splits=())
+    found = data.discover(root, seed=1)
+    assert found.counts("train") == {"bright": 8, "dark": 8}
+    assert found.counts("val") == {"bright": 2, "dark": 2}
+    assert "20%" in found.notes[0]
+    again, other = data.discover(root, seed=1), data.discover(root, seed=2)
+    assert [s.path for s in again.val] == [s.path for s in found.val]
+    assert [s.path for s in other.val] != [s.path for s in found.val]
+
+
+def test_missing_validation_split_is_made(tmp_path):
+    root = make_dataset(tmp_path, per_class=(10,), splits=("train",))
+    found = data.discover(root)
+    assert len(found.val) == 4 and "no validation folder" in found.notes[0]
+
+
+def test_one_wrapping_folder_is_looked_into(tmp_path):
+    make_dataset(tmp_path / "avp")
+    assert data.discover(tmp_path).root == tmp_path / "avp"
+
+
+def test_missing_folder_says_what_to_do(tmp_path):
+    with pytest.raises(data.DataError, match="does not exist.*fetch-data"):
+        data.discover(tmp_path / "nothing")
+
+
+def test_single_class_is_refused(tmp_path):
+    root = make_dataset(tmp_path, classes=("only",))
+    with pytest.raises(data.DataError, match="need at least 2"):
+        data.discover(root)
+
+
+def test_validation_classes_must_match(tmp_path):
+    root = make_dataset(tmp_path)
+    (root / "validation" / "dark").rename(root / "validation" / "darker")
+    with pytest.raises(data.DataError, match="only in train: dark; only in validation: darker"):
+        data.discover(root)
+
+
+def test_class_without_decodable_image_is_refused(tmp_path):
+    root = make_dataset(tmp_path)
+    for path in (root / "train" / "dark").iterdir():
+        path.write_bytes(b"not an image")
+    with pytest.raises(data.DataError, match="class 'dark' has no decodable image in the train split"):
+        data.discover(root)
+
+
+def test_unreadable_files_are_skipped_and_named(tmp_path):
+    root = make_dataset(tmp_path)
+    (root / "train" / "dark" / "notes.txt").write_text("hello")
+    (root / "train" / "dark" / "cut.jpg").write_bytes((root / "train" / "dark" / "0.jpg").read_bytes()[:200])
+    (root / "train" / "dark" / ".DS_Store").write_bytes(b"\0\0")
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+        found = data.discover(root)
+    assert sorted(p.name for p, _ in found.skipped) == ["cut.jpg", "notes.txt"]
+    assert found.counts("train")["dark"] == 6
+    assert "notes.txt" in found.summary() and "skipped 2" in found.summary()
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+RED = Image.new("RGB", (8, 6), (255, 0, 0))
+
+
+@pytest.mark.parametrize("payload", [
+    encoded(RED, "PNG"), encoded(RED.convert("P"), "PNG"), encoded(RED.convert("RGBA"), "PNG"),
+    encoded(RED, "WEBP", lossless=True), encoded(RED, "BMP"), encoded(RED.convert("P"), "GIF"),
+    encoded(RED.convert("CMYK"), "JPEG", quality=100),
+], ids=["png", "palette", "rgba", "webp", "bmp", "gif", "cmyk-jpeg"])
+def test_formats_decode_to_rgb_by_content(payload):
+    image = data.load_rgb(payload, "x.jpg")  # the extension does not matter
+    assert image.mode == "RGB" and image.size == (8, 6)
+    red, green, blue = image.getpixel((3, 3))
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_grayscale_16_bit_keeps_its_range():
+    values = np.full((4, 4), 60000, dtype=np.uint16)
+    values[0, 0] = 0
+    image = data.load_rgb(encoded(Image.fromarray(values), "PNG"))
+    assert image.getpixel((2, 2))[0] > 200 and image.getpixel((0, 0))[0] == 0
+
+
+def test_transparency_becomes_white():
+    clear = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert data.load_rgb(encoded(clear, "PNG")).getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_exif_orientation_is_applied():
+    wide = Image.new("RGB", (20, 10), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    assert data.load_rgb(encoded(wide, "JPEG", exif=exif)).size == (10, 20)
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"", "empty file"), (b"<html><body>hi</body></html>", "not an image"),
+    (encoded(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")[:900], "damaged or truncated"),
+])
+def test_bad_images_are_refused_by_name(payload, words):
+    with pytest.raises(data.ImageError, match=f"upload.png: {words}"):
+        data.load_rgb(payload, "upload.png")
+
+
+def test_decompression_bomb_is_refused():
+    bomb = encoded(Image.new("1", (10_000, 10_000)), "PNG")  # 10 kB declaring 100 megapixels
+    assert len(bomb) < 100_000
+    with pytest.raises(data.ImageError, match="bomb.png: declares 10000x10000 pixels"):
+        data.load_rgb(bomb, "bomb.png")
+
+
+def test_limit_is_class_balanced_and_seeded(tmp_path):
+    found = data.discover(make_dataset(tmp_path, per_class=(9, 3)))
+    subset = data.limit_samples(found.train, 6, seed=3)
+    assert len(subset) == 6 and sorted(s.label for s in subset) == [0, 0, 0, 1, 1, 1]
+    assert subset == data.limit_samples(found.train, 6, seed=3)
+    assert subset != data.limit_samples(found.train, 6, seed=4)
+    assert len(data.limit_samples(found.train, 0, seed=3)) == 18
+
+
+def test_load_dataset_gives_uint8_arrays(dataset):
+    arrays = data.load_dataset(data.discover(dataset), size=24, limit=4)
+    assert arrays.x_train.shape == (4, 24, 24, 3) and arrays.x_train.dtype == np.uint8
+    assert list(arrays.y_train) == [0, 0, 1, 1] and len(arrays.val_paths) == 4
