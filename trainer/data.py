@@ -61,9 +61,9 @@ class DataSet:
 
     def summary(self) -> str:
         lines = [f"data set {self.root}: {len(self.classes)} classes"]
-        for split in ("train", "val"):
+        for split, label in (("train", "train"), ("val", "validation")):
             counts = ", ".join(f"{c} {n}" for c, n in self.counts(split).items())
-            lines.append(f"  {split:<5} {len(getattr(self, split)):>6} images ({counts})")
+            lines.append(f"  {label:<10} {len(getattr(self, split)):>5} images ({counts})")
         lines += [f"  note: {note}" for note in self.notes]
         if self.skipped:
             lines.append(f"  skipped {len(self.skipped)} unreadable file(s):")
