@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import torchvision  # noqa: E402, F401 - before any TensorFlow import; see trainer/keras_backend.py
 
 ROOT = Path(__file__).resolve().parents[1]
 AVP = Path(os.environ.get("AVP_TEST_DATA", ROOT.parent / "shared" / "data" / "avp"))

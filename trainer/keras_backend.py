@@ -68,6 +68,8 @@ def augment_layers(aug: AugmentConfig, seed: int | None = None) -> list[keras.la
     """Keras 3 preprocessing layers for the settings, each filling with black like torchvision."""
     fill = {"fill_mode": "constant", "fill_value": 0.0, "seed": seed}
     steps = []
+    if not aug.enabled:
+        return steps
     if aug.hflip:
         steps.append(layers.RandomFlip("horizontal", seed=seed))
     if aug.vflip:
@@ -85,7 +87,7 @@ def augment_layers(aug: AugmentConfig, seed: int | None = None) -> list[keras.la
 
 def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> keras.Sequential:
     """The layers as one model, applied to a batch: each image gets its own random values."""
-    return keras.Sequential(augment_layers(aug, seed), name="augmentation")
+    return keras.Sequential(augment_layers(aug, seed) or [layers.Identity()], name="augmentation")
 
 
 def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int):

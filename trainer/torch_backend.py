@@ -47,6 +47,8 @@ def describe_device(preference: str = "auto") -> str:
 
 def build_augmenter(aug: AugmentConfig) -> v2.Compose:
     """torchvision.transforms.v2 pipeline for one uint8 CHW image."""
+    if not aug.enabled:
+        return v2.Compose([v2.Identity()])
     steps = []
     if aug.hflip:
         steps.append(v2.RandomHorizontalFlip())
@@ -70,7 +72,7 @@ def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int
     samples = []
     with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
         torch.manual_seed(seed)
-        for _ in range(count):
+        for _ in range(count if aug.enabled else 0):
             out, drawn = chw, {}
             if aug.hflip:
                 drawn["hflip"] = bool(torch.rand(1) < 0.5)
@@ -89,7 +91,7 @@ def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int
             if aug.shift:
                 drawn["shift_px"] = [int(tx), int(ty)]
             samples.append((out.permute(1, 2, 0).numpy(), drawn))
-    return samples
+    return samples or [(image.copy(), {}) for _ in range(count)]
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -1,0 +1,58 @@
+"""The training process the app starts: `python -m trainer.worker RUN_DIR`.
+
+Reads RUN_DIR/config.json, trains (trainer.runner.train), and appends every event as one JSON line
+to RUN_DIR/events.jsonl. Stops within one batch once RUN_DIR/stop exists. A failure becomes an
+"error" event with a short message; the traceback goes to RUN_DIR/worker.log only, so no server
+path reaches a web page. Running apart from the app means TensorFlow and torch memory goes back to
+the system when the run ends, and a crash of the run cannot take the app down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from trainer.config import TrainConfig
+
+EVENTS, CONFIG, STOP, LOG = "events.jsonl", "config.json", "stop", "worker.log"
+
+
+def main(run_dir: str) -> int:
+    run = Path(run_dir)
+    sink = open(run / EVENTS, "a", buffering=1)  # line-buffered: the app sees each event at once
+
+    def emit(event: dict) -> None:
+        sink.write(json.dumps(event, default=float) + "\n")
+
+    try:
+        from trainer import runner
+        config = TrainConfig.from_json((run / CONFIG).read_text())
+        emit({"type": "begin", "pid": os.getpid(), "frameworks": list(config.frameworks)})
+        results = runner.train(config, emit, (run / STOP).exists)
+        stopped = (run / STOP).exists() or any(r["stopped"] for r in results.values())
+        emit({"type": "finished", "status": "stopped" if stopped else "done"})
+        return 0
+    except BaseException as error:  # noqa: BLE001 - report everything, then fail
+        traceback.print_exc()
+        emit({"type": "error", "message": public_message(error)})
+        emit({"type": "finished", "status": "failed"})
+        return 1
+    finally:
+        sink.close()
+
+
+def public_message(error: BaseException) -> str:
+    """An error as a page may show it: its kind and message, without folders of this server."""
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, MemoryError):
+        text = "out of memory: try a smaller image size, batch size or --limit"
+    for folder in {str(Path.cwd()), str(Path.home()), sys.prefix}:
+        text = text.replace(folder, "…")
+    return text[:2000]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))
