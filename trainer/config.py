@@ -46,7 +46,9 @@ class TrainConfig:
 
     @property
     def frameworks(self) -> tuple[str, ...]:
-        return FRAMEWORKS if self.framework == "both" else (self.framework,)
+        """In training order. With both, PyTorch goes first: it needs no TensorFlow import and no
+        graph tracing before its first batch, so the first progress appears sooner."""
+        return ("pytorch", "keras") if self.framework == "both" else (self.framework,)
 
     @property
     def augment_active(self) -> bool:

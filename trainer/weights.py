@@ -52,3 +52,21 @@ def unavailable_message(framework: str, error: BaseException | None = None) -> s
     return (f"ImageNet weights for {framework} could not be loaded{reason}. Connect to the internet "
             f"once, or put {url} at {cache_path(framework)}; or train from random initialisation "
             "(--weights none, or allow it in the app), which learns far less from so few images.")
+
+
+def reachable(framework: str, timeout_s: float = 3.0) -> bool:
+    """True when the weights file's server answers (a HEAD request; nothing is downloaded)."""
+    import urllib.request
+    url = TORCH_URL if framework == "pytorch" else KERAS_URL
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s):
+            return True
+    except Exception:  # offline, DNS failure, proxy refusal: all mean "cannot download now"
+        return False
+
+
+def status(framework: str) -> str:
+    """cached, downloadable or unavailable."""
+    if is_cached(framework):
+        return "cached"
+    return "downloadable" if reachable(framework) else "unavailable"

@@ -1,0 +1,48 @@
+"""Transfer learning, Keras vs. PyTorch: the app. Run `python app.py` (or `./dev app`).
+
+Three tabs: Augment (the same augmentations in both frameworks), Train (fine-tune a frozen ImageNet
+ResNet-50 in either or both, live), Predict (both models side by side). This file only lays out the
+tabs; each lives in ui/, and everything they do is in the trainer package. Importing this module
+loads neither TensorFlow nor torch: they load when first needed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+
+from ui import augment_tab, predict_tab, shared, train_tab
+
+INTRO = """# Alien vs. Predator: transfer learning in Keras and PyTorch
+An ImageNet **ResNet-50** with its convolutional layers frozen and a new dense head, fine-tuned on a
+few hundred images, in both frameworks side by side, after
+[deepsense.ai's article](https://deepsense.ai/keras-or-pytorch/)."""
+
+
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title="Keras vs. PyTorch: transfer learning") as demo:
+        gr.Markdown(INTRO)
+        with gr.Tab("Augment"):
+            augment_controls, augment_load = augment_tab.build()
+        with gr.Tab("Train"):
+            train_loads = train_tab.build(augment_controls)
+        with gr.Tab("Predict"):
+            predict_loads = predict_tab.build()
+        gr.api(train_tab.status_api, api_name="training_status")
+        demo.load(*augment_load, api_visibility="private")
+        for fn, inputs, outputs in [*train_loads, *predict_loads]:
+            demo.load(fn, inputs, outputs, api_visibility="private")
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+def main() -> None:
+    demo = build_demo()
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                max_file_size=shared.MAX_UPLOAD, theme=gr.themes.Soft())
+
+
+if __name__ == "__main__":
+    main()
