@@ -48,9 +48,9 @@ def predict_files(paths: list[str] | None) -> list[dict]:
         try:
             image = data.load_rgb(path, name)
         except data.ImageError as error:
-            results.append({"image": name, "path": path, "error": str(error)})
+            results.append({"image": name, "file": path, "error": str(error)})
             continue
-        results.append({"image": name, "path": path, **predictor.predict(image)})
+        results.append({"image": name, "file": path, **predictor.predict(image)})
     return results
 
 
@@ -87,7 +87,7 @@ def build() -> None:
                         if "error" in item:
                             gr.Markdown(f"**{item['image']}**: refused: {item['error']}")
                             continue
-                        gr.Image(item["path"], label=item["image"], height=170, scale=1, interactive=False)
+                        gr.Image(item["file"], label=item["image"], height=170, scale=1, interactive=False)
                         for framework in FRAMEWORKS:
                             if framework in item:
                                 gr.Label(item[framework]["probabilities"], label=NAMES[framework], scale=2)

@@ -219,6 +219,11 @@ def mistakes_gallery(ends: list[dict]) -> list:
     return items
 
 
+def chart_update(events: list[dict], previous: list[dict]):
+    points = sum(e["type"] in ("batch", "epoch") for e in events)
+    return gr.Plot(charts.training_figure(events, previous), label=f"Loss and accuracy: {points} points")
+
+
 def poll(seen: str):
     """Everything the page shows of the newest run; skipped when nothing changed."""
     jobs = shared.jobs()
@@ -230,7 +235,7 @@ def poll(seen: str):
     previous = jobs.events(jobs.previous_run()) if jobs.previous_run() else []
     finished = not view.active
     return [
-        key, progress_text(view), charts.training_figure(view.events, previous), log_text(view.events),
+        key, progress_text(view), chart_update(view.events, previous), log_text(view.events),
         summary_rows(ends) if finished else gr.skip(),
         charts.confusion_figure(ends) if finished else gr.skip(),
         mistakes_gallery(ends) if finished else gr.skip(),
