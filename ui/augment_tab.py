@@ -103,8 +103,8 @@ def build() -> list[gr.components.Component]:
                 reroll_button = gr.Button("Reroll", variant="secondary")
         with gr.Column(scale=3):
             with gr.Row():
-                keras_gallery = gr.Gallery(label="Keras 3 preprocessing layers", columns=4, height=330)
-                torch_gallery = gr.Gallery(label="torchvision.transforms.v2", columns=4, height=330)
+                keras_gallery = gr.Gallery(label="Keras 3 preprocessing layers", columns=4, height=330, elem_id="keras-samples")
+                torch_gallery = gr.Gallery(label="torchvision.transforms.v2", columns=4, height=330, elem_id="torch-samples")
             with gr.Row():
                 keras_view = gr.Image(label="Keras sees", height=200)
                 torch_view = gr.Image(label="PyTorch sees", height=200)

@@ -69,13 +69,13 @@ def verdict(result: dict) -> str:
 def build() -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            files = gr.File(file_count="multiple", file_types=["image"], label="Images", height=180)
+            files = gr.File(file_count="multiple", file_types=["image"], label="Images", height=180, elem_id="predict-files")
             examples = shared.example_images(3)
             gr.Examples([[p] for p in examples], inputs=files, label="Examples",
                         example_labels=["/".join(Path(p).parts[-2:]) for p in examples])
             predict_button = gr.Button("Predict", variant="primary")
             cards = gr.Markdown(elem_id="model-cards")
-        with gr.Column(scale=3):
+        with gr.Column(scale=3, elem_id="predictions"):
             results = gr.JSON([], visible=False)  # also what API clients of /predict receive
 
             @gr.render(inputs=results)

@@ -250,7 +250,7 @@ def build(augment_controls: list) -> None:
     weights_md = gr.Markdown()
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            framework = gr.Radio(["keras", "pytorch", "both"], value="both", label="Framework", info=HELP["framework"])
+            framework = gr.Radio(["keras", "pytorch", "both"], value="both", label="Framework", info=HELP["framework"], elem_id="framework")
             data_dir = gr.Textbox(default_data_dir(), label="Data folder", info=HELP["data_dir"])
             upload = gr.File(file_types=[".zip"], type="filepath", label="... or upload a .zip of class folders")
             with gr.Row():
@@ -258,16 +258,16 @@ def build(augment_controls: list) -> None:
                 fetch_button = gr.Button("Download the AvP images", size="sm")
             data_md = gr.Markdown()
             with gr.Accordion("Settings", open=True):
-                epochs = gr.Slider(1, 20, d.epochs, step=1, label="Epochs", info=HELP["epochs"])
-                batch_size = gr.Slider(1, 128, d.batch_size, step=1, label="Batch size", info=HELP["batch_size"])
+                epochs = gr.Slider(1, 20, d.epochs, step=1, label="Epochs", info=HELP["epochs"], elem_id="epochs")
+                batch_size = gr.Slider(1, 128, d.batch_size, step=1, label="Batch size", info=HELP["batch_size"], elem_id="batch-size")
                 lr = gr.Number(d.lr, label="Learning rate", info=HELP["lr"])
-                image_size = gr.Slider(32, 448, d.image_size, step=32, label="Image size", info=HELP["image_size"])
-                head_units = gr.Slider(8, 1024, d.head_units, step=8, label="Head units", info=HELP["head_units"])
+                image_size = gr.Slider(32, 448, d.image_size, step=32, label="Image size", info=HELP["image_size"], elem_id="image-size")
+                head_units = gr.Slider(8, 1024, d.head_units, step=8, label="Head units", info=HELP["head_units"], elem_id="head-units")
                 limit = gr.Number(d.limit, precision=0, minimum=0, label="Limit images per split", info=HELP["limit"])
                 use_augment = gr.Checkbox(True, label="Augmentation (settings of the Augment tab)")
                 feature_cache = gr.Checkbox(False, label="Fast mode: feature cache", info=HELP["feature_cache"])
                 unfreeze = gr.Slider(0, 4, 0, step=1, label="Unfreeze last stages", info=HELP["unfreeze"])
-                weights_choice = gr.Radio(["imagenet", "none"], value="imagenet", label="Weights", info=HELP["weights"])
+                weights_choice = gr.Radio(["imagenet", "none"], value="imagenet", label="Weights", info=HELP["weights"], elem_id="weights")
                 allow_random_init = gr.Checkbox(False, label="Allow random initialisation", info=HELP["allow_random_init"])
                 seed = gr.Number(d.seed, precision=0, label="Seed", info=HELP["seed"])
                 gr.Markdown("The backbone stays in inference mode while training: its batch-norm statistics "
