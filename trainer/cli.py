@@ -19,7 +19,7 @@ from pathlib import Path
 
 from trainer import FRAMEWORKS
 from trainer.augment import AugmentConfig
-from trainer.config import DEVICE_CHOICES, TrainConfig, default_data_dir
+from trainer.config import DEVICE_CHOICES, PRECISION_CHOICES, TrainConfig, default_data_dir
 
 HELP = {  # one help string per setting, shared with the app's widgets
     "framework": "keras, pytorch, or both (one after the other)",
@@ -39,6 +39,8 @@ HELP = {  # one help string per setting, shared with the app's widgets
     "limit": "use at most N images per split (seeded, class-balanced); 0 = all",
     "seed": "random seed for splits, subsets, initialisation, shuffling and augmentation",
     "device": "auto (GPU when present), cpu or gpu",
+    "precision": "auto: bfloat16 mixed precision on GPUs and on CPUs with native bfloat16 "
+                 "(2-3x faster), float32 elsewhere",
 }
 
 
@@ -55,6 +57,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-random-init", action="store_true", help=HELP["allow_random_init"])
     parser.add_argument("--feature-cache", action="store_true", help=HELP["feature_cache"])
     parser.add_argument("--device", choices=DEVICE_CHOICES, default=d.device, help=HELP["device"])
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=d.precision, help=HELP["precision"])
     a = AugmentConfig()
     parser.add_argument("--no-augment", action="store_true", help="turn augmentation off")
     parser.add_argument("--shear", type=float, default=a.shear_deg, help="max shear angle, degrees")
@@ -72,7 +75,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                             hflip=not args.no_hflip, vflip=args.vflip)
     names = ("framework", "data_dir", "out_dir", "epochs", "batch_size", "lr", "image_size",
              "head_units", "feature_cache", "unfreeze", "fine_tune_lr", "weights",
-             "allow_random_init", "limit", "seed", "device")
+             "allow_random_init", "limit", "seed", "device", "precision")
     return TrainConfig(augment=augment, **{n: getattr(args, n) for n in names}).validate()
 
 
@@ -186,7 +189,7 @@ class ProgressBars:
             tqdm.write(f"warning: {event['message']}", file=sys.stderr)
         elif kind == "start":
             tqdm.write(f"{event['framework']}: {event['train_images']} train / {event['val_images']} "
-                       f"validation images on {event['device']}, pretrained={event['pretrained']}")
+                       f"validation images on {event['device']}, {event['precision']}, pretrained={event['pretrained']}")
         elif kind == "batch":
             if self.bar is None:
                 self.bar = tqdm(total=event["batches"], unit="batch",

@@ -17,6 +17,21 @@ from trainer.constants import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 WEIGHT_CHOICES = ("imagenet", "none")  # or a path to a weights file
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_bfloat16() -> bool:
+    """True on CPUs with native bfloat16 (AMX or AVX-512 BF16), where it is 2-3x faster."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def use_bfloat16(precision: str, on_gpu: bool) -> bool:
+    """Mixed precision for the backbone: always on GPUs, on CPUs only where it is native."""
+    return precision == "bfloat16" or (precision == "auto" and (on_gpu or cpu_has_bfloat16()))
 
 
 def default_data_dir() -> str:
@@ -43,6 +58,7 @@ class TrainConfig:
     limit: int = 0  # at most this many images per split, class-balanced; 0 = all
     seed: int = 42
     device: str = "auto"  # auto, cpu or gpu
+    precision: str = "auto"  # auto, float32 or bfloat16 (auto: bfloat16 where the hardware has it)
 
     @property
     def frameworks(self) -> tuple[str, ...]:
@@ -74,6 +90,8 @@ class TrainConfig:
                 f"weights must be imagenet, none or an existing file, got {self.weights!r}")
         if self.device not in DEVICE_CHOICES:
             problems.append(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {self.device!r}")
+        if self.precision not in PRECISION_CHOICES:
+            problems.append(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
         if self.feature_cache and self.unfreeze:
             problems.append("feature_cache needs a frozen backbone: set unfreeze to 0")
         if problems:

@@ -30,7 +30,7 @@ from keras import layers  # noqa: E402
 
 from trainer import augment, loop, store, weights  # noqa: E402
 from trainer.augment import AugmentConfig  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
+from trainer.config import TrainConfig, use_bfloat16  # noqa: E402
 from trainer.constants import FEATURE_DIM  # noqa: E402
 
 FRAMEWORK = "keras"
@@ -161,8 +161,18 @@ def load_backbone(config: TrainConfig) -> tuple[keras.Model, bool, list[str]]:
 def build_model(num_classes: int, config: TrainConfig) -> tuple[keras.Model, dict]:
     """Frozen ResNet-50 + new head (Dense(units, relu), Dense(classes, softmax))."""
     keras.utils.set_random_seed(config.seed)
-    if select_device(config.device) == "gpu":
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    bfloat16 = use_bfloat16(config.precision, select_device(config.device) == "gpu")
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if bfloat16 else "float32")
+    try:  # the layers keep the policy they were built with; other Keras code keeps its own
+        model, pretrained, warnings = build_layers(num_classes, config)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    return model, {"pretrained": pretrained, "warnings": warnings,
+                   "precision": "bfloat16" if bfloat16 else "float32"}
+
+
+def build_layers(num_classes: int, config: TrainConfig):
     base, pretrained, warnings = load_backbone(config)
     unfrozen = STAGES[len(STAGES) - config.unfreeze:] if config.unfreeze else ()
     for layer in base.layers:
@@ -175,8 +185,7 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[keras.Model, dic
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dense(config.head_units, activation="relu", name="head_hidden")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="head_output", dtype="float32")(x)
-    model = keras.Model(inputs, outputs, name="resnet50_transfer")
-    return model, {"pretrained": pretrained, "warnings": warnings}
+    return keras.Model(inputs, outputs, name="resnet50_transfer"), pretrained, warnings
 
 
 def head_layers(model: keras.Model) -> list[keras.layers.Layer]:

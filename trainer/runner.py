@@ -65,7 +65,7 @@ def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event
         on_event({"type": "warning", "framework": framework, "message": message})
     on_event({"type": "start", "framework": framework, "device": device, "classes": arrays.classes,
               "train_images": len(arrays.y_train), "val_images": len(arrays.y_val),
-              "pretrained": info["pretrained"], "epochs": config.epochs,
+              "pretrained": info["pretrained"], "precision": info["precision"], "epochs": config.epochs,
               "augment": config.augment_active, "feature_cache": config.feature_cache})
     started = time.perf_counter()
     result = module.train(model, arrays, config, on_event, should_stop)
@@ -83,7 +83,7 @@ def summarise(framework, config, arrays, result, info, device, seconds) -> dict:
     summary = {
         "framework": framework, "classes": arrays.classes, "config": config.to_dict(),
         "history": history, "stopped": result["stopped"], "pretrained": info["pretrained"],
-        "warnings": info["warnings"], "device": device, "seconds": seconds,
+        "warnings": info["warnings"], "device": device, "precision": info["precision"], "seconds": seconds,
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "train_images": len(arrays.y_train), "val_images": len(arrays.y_val),
         "preprocessing": PREPROCESSING[framework], "trainer_version": __version__,

@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as F
 
 from trainer import loop, store, weights
 from trainer.augment import AugmentConfig
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, use_bfloat16
 from trainer.constants import FEATURE_DIM, IMAGENET_MEAN, IMAGENET_STD
 
 FRAMEWORK = "pytorch"
@@ -67,7 +67,7 @@ def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int
     Draws as RandomHorizontalFlip / RandomVerticalFlip / RandomAffine do, through their own
     `get_params`, so the values shown are the ones applied.
     """
-    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    chw = torch.tensor(image).permute(2, 0, 1)  # a copy: the caller's array may be read-only
     height, width = image.shape[:2]
     samples = []
     with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
@@ -96,7 +96,7 @@ def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 numpy -> (N, 3, H, W) uint8 tensor, no copy."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    return torch.from_numpy(np.require(images, requirements=("C", "W"))).permute(0, 3, 1, 2)
 
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
@@ -150,7 +150,10 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[nn.Module, dict]
     # would drift towards each small batch (the seed notebook's loop let them), which hurts when
     # fine-tuning on a few hundred images.
     model.eval()
-    return model.to(memory_format=torch.channels_last), {"pretrained": pretrained, "warnings": warnings}
+    model.bfloat16 = use_bfloat16(config.precision, select_device(config.device).type == "cuda")
+    # channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolutions.
+    return model.to(memory_format=torch.channels_last), {
+        "pretrained": pretrained, "warnings": warnings, "precision": "bfloat16" if model.bfloat16 else "float32"}
 
 
 def backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -163,16 +166,16 @@ def backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def features_of(model: nn.Module, images: np.ndarray, device: torch.device) -> torch.Tensor:
     """Backbone features of uint8 NHWC images, in batches, without autograd."""
     chunks = []
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), autocast(model, device):
         for start in range(0, len(images), EVAL_BATCH):
             batch = to_tensor(images[start:start + EVAL_BATCH]).to(device, non_blocking=True)
             chunks.append(backbone_features(model, preprocess(batch)).float())
     return torch.cat(chunks) if chunks else torch.zeros((0, FEATURE_DIM), device=device)
 
 
-def autocast(device: torch.device):
-    """Mixed precision on GPU (bfloat16 needs no loss scaling); full precision on CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast(model: nn.Module, device: torch.device):
+    """bfloat16 mixed precision where build_model chose it (no loss scaling needed)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=model.bfloat16)
 
 
 # ---------------------------------------------------------------- training
@@ -203,7 +206,7 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
                 images = to_tensor(data.x_train[index.numpy()])
                 if augmenter is not None:
                     images = torch.stack([augmenter(image) for image in images])
-                with torch.set_grad_enabled(not frozen), autocast(device):
+                with torch.set_grad_enabled(not frozen), autocast(model, device):
                     features = backbone_features(model, preprocess(images.to(device, non_blocking=True)))
             logits = model.fc(features.float())
             loss = loss_fn(logits, y_train[index.to(device)])

@@ -187,7 +187,7 @@ def log_text(events: list[dict]) -> str:
             lines.append(f"error: {e['message']}")
         elif e["type"] == "start":
             lines.append(f"{e['framework']}: {e['train_images']} train / {e['val_images']} validation images, "
-                         f"{e['device']}, pretrained={e['pretrained']}, augmentation={'on' if e['augment'] else 'off'}"
+                         f"{e['device']}, {e.get('precision', 'float32')}, pretrained={e['pretrained']}, augmentation={'on' if e['augment'] else 'off'}"
                          + (", feature cache" if e["feature_cache"] else ""))
         elif e["type"] == "epoch":
             lines.append(f"{e['framework']} epoch {e['epoch']}/{e['epochs']}: train loss {e['train_loss']:.3f}, "

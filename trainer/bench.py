@@ -1,0 +1,278 @@
+"""`python -m trainer bench --data DIR [--limit N] [--image-size PX]`: where training time goes.
+
+On the same images, per framework, in one run:
+1. the seed recipe, as closely as today's libraries allow: PyTorch's notebook loop (DataLoader over
+   the files, PIL RandomAffine + flip, whole model in train mode, float32); Keras with a per-image
+   augmentation generator (a PyDataset: decode, augment one image at a time) feeding `fit`, as the
+   notebook's ImageDataGenerator did;
+2. this project's training path (images decoded once, augmentation on, frozen backbone in inference
+   mode, channels_last / tf.data, bfloat16 where the CPU has it);
+3. the backbone's pure forward pass on ready tensors, same batch size and precision (the ceiling);
+4. this project's feature-cache epochs;
+then one image through both saved models (warm), the app's start-up time and its peak memory after
+training and predicting with both. Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from trainer import data, runner
+from trainer.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_EPOCHS = 2  # the first one warms up (graph tracing, caches); the second is timed
+
+
+def main(args) -> int:
+    config = TrainConfig(framework="both", data_dir=args.data, limit=args.limit, image_size=args.image_size,
+                         batch_size=args.batch_size, weights="none", epochs=2).validate()
+    dataset = data.discover(config.data_dir, config.seed)
+    train = data.limit_samples(dataset.train, config.limit, config.seed)
+    val = data.limit_samples(dataset.val, config.limit, config.seed)
+    arrays = data.load_dataset(dataset, config.image_size, config.limit, config.seed)
+    print(f"bench: {len(train)} train / {len(val)} validation images, {config.image_size} px, batch "
+          f"{config.batch_size}, {os.cpu_count()} CPUs", file=sys.stderr)
+    figures = {}
+    with tempfile.TemporaryDirectory() as models:
+        for framework in ("pytorch", "keras"):
+            figures[framework] = measure(framework, config.with_changes(out_dir=models), arrays, train, val)
+        figures["predict_both_s"] = predict_both(models, arrays.val_paths[0])
+        figures["app_ready_s"], figures["peak_rss_mb"] = app_figures(models, config)
+    figures["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print_table(figures)
+    print(json.dumps(figures))
+    return 0
+
+
+def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
+    seed = seed_recipe(framework, config, train, val)
+    module = runner.backend(framework)
+    model, info = module.build_model(len(arrays.classes), config)
+    forward = forward_img_s(framework, module, model, arrays.x_train, config.batch_size)
+    project = module.train(model, arrays, config)["history"][-1]
+    cached_model, _ = module.build_model(len(arrays.classes), config)
+    cached = module.train(cached_model, arrays, config.with_changes(feature_cache=True, epochs=3))
+    module.save(cached_model, config.out_dir, {"classes": arrays.classes, "config": config.to_dict()})
+    return {"seed_img_s": seed["img_s"], "train_img_s": project["images_per_s"], "forward_img_s": forward,
+            "seed_epoch_s": seed["epoch_s"], "train_epoch_s": project["seconds"],
+            "cached_epoch_s": float(np.mean([h["seconds"] for h in cached["history"][1:]])),
+            "precision": info["precision"]}
+
+
+def forward_img_s(framework: str, module, model, images: np.ndarray, batch: int) -> float:
+    """Backbone only, on images already decoded and in memory, batch by batch."""
+    if framework == "pytorch":
+        import torch
+        device = module.select_device("auto")
+        model.to(device)
+        tensors = [module.preprocess(module.to_tensor(images[i:i + batch]).to(device))
+                   for i in range(0, len(images), batch)]
+        with torch.inference_mode(), module.autocast(model, device):
+            run = lambda x: module.backbone_features(model, x)
+            run(tensors[0])
+            started = time.perf_counter()
+            for x in tensors:
+                run(x).float().cpu()
+    else:
+        extract = module.feature_function(model)
+        tensors = [module.preprocess(images[i:i + batch]) for i in range(0, len(images), batch)]
+        extract(tensors[0])
+        started = time.perf_counter()
+        for x in tensors:
+            extract(x).numpy()
+    return len(images) / (time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------- the seed notebooks, today
+
+def seed_recipe(framework: str, config: TrainConfig, train, val) -> dict:
+    run = seed_pytorch if framework == "pytorch" else seed_keras
+    return run(config, train, val)
+
+
+def seed_pytorch(config: TrainConfig, train, val) -> dict:
+    import torch
+    import torchvision
+    from PIL import Image
+    from torch import nn
+    from torchvision import transforms
+
+    size = (config.image_size, config.image_size)
+    normalize = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    train_tf = transforms.Compose([transforms.Resize(size), transforms.RandomAffine(0, shear=10, scale=(0.8, 1.2)),
+                                   transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize])
+    val_tf = transforms.Compose([transforms.Resize(size), transforms.ToTensor(), normalize])
+
+    class Files(torch.utils.data.Dataset):  # ImageFolder over the same files
+        def __init__(self, samples, transform):
+            self.samples, self.transform = samples, transform
+
+        def __len__(self):
+            return len(self.samples)
+
+        def __getitem__(self, i):
+            return self.transform(Image.open(self.samples[i].path).convert("RGB")), self.samples[i].label
+
+    loaders = {"train": torch.utils.data.DataLoader(Files(train, train_tf), batch_size=config.batch_size, shuffle=True),
+               "validation": torch.utils.data.DataLoader(Files(val, val_tf), batch_size=config.batch_size)}
+    model = torchvision.models.resnet50(weights=None)
+    for param in model.parameters():
+        param.requires_grad = False
+    model.fc = nn.Sequential(nn.Linear(2048, 128), nn.ReLU(inplace=True), nn.Linear(128, 2))
+    criterion, optimizer = nn.CrossEntropyLoss(), torch.optim.Adam(model.fc.parameters())
+    for _ in range(SEED_EPOCHS):
+        times = {}
+        for phase in ("train", "validation"):
+            started = time.perf_counter()
+            model.train() if phase == "train" else model.eval()
+            for inputs, labels in loaders[phase]:
+                outputs = model(inputs)
+                loss = criterion(outputs, labels)
+                if phase == "train":
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+            times[phase] = time.perf_counter() - started
+    return {"img_s": len(train) / times["train"], "epoch_s": sum(times.values())}
+
+
+def seed_keras(config: TrainConfig, train, val) -> dict:
+    from trainer import keras_backend  # noqa: F401 - the import order torch -> TensorFlow
+    import keras
+    from keras import layers
+    from PIL import Image
+
+    size = config.image_size
+    augment_one = keras.Sequential([layers.RandomZoom(0.2), layers.RandomShear(x_factor=0.176),
+                                    layers.RandomFlip("horizontal")])
+
+    class Generator(keras.utils.PyDataset):  # what ImageDataGenerator.flow_from_directory did
+        def __init__(self, samples, augment):
+            super().__init__()
+            self.samples, self.augment = samples, augment
+
+        def __len__(self):
+            return -(-len(self.samples) // config.batch_size)
+
+        def __getitem__(self, index):
+            batch = self.samples[index * config.batch_size:(index + 1) * config.batch_size]
+            images = []
+            for sample in batch:
+                image = np.asarray(Image.open(sample.path).convert("RGB").resize((size, size), Image.NEAREST), "float32")
+                images.append(np.asarray(augment_one(image, training=True)) if self.augment else image)
+            inputs = keras.applications.resnet50.preprocess_input(np.stack(images))
+            return inputs, np.array([s.label for s in batch])
+
+    conv_base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(size, size, 3))
+    for layer in conv_base.layers:
+        layer.trainable = False
+    x = layers.GlobalAveragePooling2D()(conv_base.output)
+    x = layers.Dense(128, activation="relu")(x)
+    model = keras.Model(conv_base.input, layers.Dense(2, activation="softmax")(x))
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.Adam(), metrics=["accuracy"])
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_test_begin(self, logs=None):
+            self.train_s = time.perf_counter() - self.started
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epoch_s = time.perf_counter() - self.started
+
+    timer = Timer()
+    model.fit(Generator(train, True), epochs=SEED_EPOCHS, validation_data=Generator(val, False),
+              callbacks=[timer], verbose=0)
+    return {"img_s": len(train) / timer.train_s, "epoch_s": timer.epoch_s}
+
+
+# ---------------------------------------------------------------- prediction and the app
+
+def predict_both(models: str, image_path: str) -> float:
+    from trainer.predictor import Predictor
+    predictor = Predictor(models)
+    predictor.refresh()
+    image = data.load_rgb(image_path)
+    predictor.predict(image)
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        predictor.predict(image)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def app_figures(models: str, config: TrainConfig) -> tuple[float, float]:
+    """Seconds from `python app.py` to the page answering; the app's peak memory (MB) after a
+    training of both frameworks (feature cache) and predictions with both models."""
+    from gradio_client import Client, handle_file
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as runs:
+        env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "AVP_MODELS_DIR": models, "AVP_RUNS_DIR": runs,
+               "AVP_DATA_DIR": config.data_dir}
+        started = time.perf_counter()
+        app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            ready = wait_for_page(f"http://127.0.0.1:{port}/", started)
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            client.predict("both", config.data_dir, 1, config.batch_size, 1e-3, config.image_size, 128,
+                           config.limit, True, 0, "none", True, 42, False, 10, 0.8, 1.2, 0, 0, True, False,
+                           api_name="/start")
+            while client.predict(api_name="/training_status")["status"] in ("starting", "running"):
+                time.sleep(1)
+            image = handle_file(str(next(Path(config.data_dir).rglob("*.jpg"))))
+            for _ in range(3):
+                client.predict([image], api_name="/predict")
+            client.predict(image, 10, 0.8, 1.2, 0, 0, True, False, 1, api_name="/preview")
+            peak = peak_rss_mb(app.pid)
+        finally:
+            app.terminate()
+            app.wait(30)
+    return ready, peak
+
+
+def wait_for_page(url: str, started: float, timeout_s: float = 120) -> float:
+    while time.perf_counter() - started < timeout_s:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.perf_counter() - started
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout_s} s")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def print_table(figures: dict) -> None:
+    print(f"\n{'':<10}{'seed img/s':>11}{'train img/s':>12}{'forward img/s':>14}{'train/seed':>11}"
+          f"{'train/fwd':>10}{'seed epoch s':>13}{'cached epoch s':>15}{'seed/cached':>12}  precision")
+    for framework in ("keras", "pytorch"):
+        f = figures[framework]
+        print(f"{framework:<10}{f['seed_img_s']:>11.1f}{f['train_img_s']:>12.1f}{f['forward_img_s']:>14.1f}"
+              f"{f['train_img_s'] / f['seed_img_s']:>11.2f}{f['train_img_s'] / f['forward_img_s']:>10.2f}"
+              f"{f['seed_epoch_s']:>13.1f}{f['cached_epoch_s']:>15.3f}{f['seed_epoch_s'] / f['cached_epoch_s']:>12.0f}"
+              f"  {f['precision']}")
+    print(f"predict both, one image, warm: {figures['predict_both_s']:.3f} s | app ready: "
+          f"{figures['app_ready_s']:.1f} s | app peak memory: {figures['peak_rss_mb']:.0f} MB")
