@@ -249,13 +249,16 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
 
     cached_val = features_of(model, data.x_val) if frozen else None
     if config.feature_cache:
-        batches = make_dataset(features_of(model, data.x_train), data.y_train, config, None)
+        batches = iter(make_dataset(features_of(model, data.x_train), data.y_train, config, None))
     else:
         augmenter = build_augmenter(config.augment, config.seed) if config.augment_active else None
-        batches = make_dataset(data.x_train, data.y_train, config, augmenter)
+        batches = iter(make_dataset(data.x_train, data.y_train, config, augmenter))
+
+    steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
 
     def train_batches(epoch):
-        for inputs, labels in batches:
+        for _ in range(steps_per_epoch):
+            inputs, labels = next(batches)
             loss, correct = step(inputs, labels, config.feature_cache)
             yield float(loss), int(labels.shape[0]), int(correct)
 
@@ -267,9 +270,13 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
 
 
 def make_dataset(inputs, labels: np.ndarray, config: TrainConfig, augmenter) -> tf.data.Dataset:
-    """Shuffled batches, augmented in parallel with the training step (tf.data map + prefetch)."""
+    """Shuffled batches, augmented in parallel with the training step (tf.data map + prefetch).
+
+    One endless stream (repeat) for all epochs: the prefetch keeps working across epoch ends
+    instead of starting cold each epoch. Batching before repeat keeps each epoch's batches apart.
+    """
     dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).shuffle(
-        len(labels), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size)
+        len(labels), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size).repeat()
     if augmenter is not None:
         dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y),
                               num_parallel_calls=tf.data.AUTOTUNE)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 COLOURS = {"keras": "#d00000", "pytorch": "#ee8c00"}  # Keras red, PyTorch orange
 MAX_POINTS = 600  # per framework and run; older batch points are thinned
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use (it takes ~0.5 s)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def series(events: list[dict]) -> dict[str, dict[str, list]]:
@@ -33,6 +36,7 @@ def series(events: list[dict]) -> dict[str, dict[str, list]]:
 
 def training_figure(events: list[dict], previous: list[dict] | None = None):
     """Loss (train per batch, validation per epoch) and validation accuracy; previous run faded."""
+    plt = pyplot()
     figure, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     for run, alpha, tag in ((previous or [], 0.25, " (previous run)"), (events, 1.0, "")):
         for framework, s in series(run).items():
@@ -59,6 +63,7 @@ def confusion_figure(summaries: list[dict]):
     with_matrix = [s for s in summaries if s.get("confusion")]
     if not with_matrix:
         return None
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(with_matrix), figsize=(4.2 * len(with_matrix), 3.6), squeeze=False)
     for ax, summary in zip(axes[0], with_matrix):
         matrix, classes = summary["confusion"], summary["classes"]
