@@ -36,6 +36,8 @@ SEED_EPOCHS = 2  # the first one warms up (graph tracing, caches); the second is
 
 
 def main(args) -> int:
+    if args.epochs:
+        return epoch_check(args)
     config = TrainConfig(framework="both", data_dir=args.data, limit=args.limit, image_size=args.image_size,
                          batch_size=args.batch_size, weights="none", epochs=2).validate()
     dataset = data.discover(config.data_dir, config.seed)
@@ -52,6 +54,31 @@ def main(args) -> int:
         figures["app_ready_s"], figures["peak_rss_mb"] = app_figures(models, config)
     figures["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print_table(figures)
+    print(json.dumps(figures))
+    return 0
+
+
+def epoch_check(args) -> int:
+    """Whole epochs (train + validation) of the project path, per framework: for GPU machines."""
+    figures = {}
+    for framework in args.frameworks:
+        config = TrainConfig(framework=framework, data_dir=args.data, limit=args.limit,
+                             image_size=args.image_size, batch_size=args.batch_size, weights="none",
+                             epochs=args.epochs).validate()
+        module = runner.backend(framework)
+        arrays = runner.load_data(config)
+        device = module.describe_device(config.device)
+        for mode, changes in (("augmented", {}), ("feature_cache", {"feature_cache": True})):
+            model, info = module.build_model(len(arrays.classes), config)
+            started = time.perf_counter()
+            history = module.train(model, arrays, config.with_changes(**changes))["history"]
+            figures[f"{framework}_{mode}"] = {
+                "device": device, "precision": info["precision"], "train_images": len(arrays.y_train),
+                "val_images": len(arrays.y_val), "total_s": time.perf_counter() - started,
+                "epoch_s": [round(h["seconds"], 3) for h in history],
+                "images_per_s": [round(h["images_per_s"], 1) for h in history],
+                "data_wait_share": [round(h["data_wait_share"], 3) for h in history]}
+            print(framework, mode, json.dumps(figures[f"{framework}_{mode}"]), file=sys.stderr)
     print(json.dumps(figures))
     return 0
 

@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=128)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=0,
+                   help="only time this many whole epochs of the project path per framework (GPU check)")
+    p.add_argument("--frameworks", nargs="+", default=["pytorch", "keras"], choices=FRAMEWORKS)
     p.set_defaults(run=cmd_bench)
     return parser
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -258,9 +259,11 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
 
     def train_batches(epoch):
         for _ in range(steps_per_epoch):
-            inputs, labels = next(batches)
+            waited = time.perf_counter()
+            inputs, labels = next(batches)  # time spent here is time waiting for tf.data
+            data_s = time.perf_counter() - waited
             loss, correct = step(inputs, labels, config.feature_cache)
-            yield float(loss), int(labels.shape[0]), int(correct)
+            yield float(loss), int(labels.shape[0]), int(correct), data_s
 
     def validate():
         return evaluate(model, data.x_val, data.y_val, features=cached_val)

@@ -1,7 +1,8 @@
 """The epoch loop both backends share, and the progress events it emits (no framework import).
 
 A backend supplies two functions: `train_batches(epoch)`, a generator that runs one optimisation
-step per item and yields `(loss, images, correct)` for that batch, and `validate()`, which returns
+step per item and yields `(loss, images, correct, data_seconds)` for that batch (data_seconds:
+how long the step waited for its input), and `validate()`, which returns
 `(loss, accuracy, probabilities)` on the validation split. This loop times them, emits events, and
 checks the stop flag after every batch, so Stop takes effect within one batch in both frameworks.
 
@@ -29,7 +30,7 @@ def never() -> bool:
 
 
 def run_epochs(framework: str, epochs: int, n_train: int, batch_size: int,
-               train_batches: Callable[[int], Iterator[tuple[float, int, int]]],
+               train_batches: Callable[[int], Iterator[tuple[float, int, int, float]]],
                validate: Callable[[], tuple[float, float, object]],
                on_event: EventSink = ignore, should_stop: Callable[[], bool] = never) -> dict:
     """Train for `epochs`; return {"history": [...], "stopped": bool, "val_probabilities": ...}."""
@@ -38,9 +39,10 @@ def run_epochs(framework: str, epochs: int, n_train: int, batch_size: int,
     history, done_batches, images_total, started = [], 0, 0, time.perf_counter()
     val_probabilities = None
     for epoch in range(1, epochs + 1):
-        epoch_start, loss_sum, seen, correct = time.perf_counter(), 0.0, 0, 0
-        for batch, (loss, images, right) in enumerate(train_batches(epoch), 1):
+        epoch_start, loss_sum, seen, correct, data_seconds = time.perf_counter(), 0.0, 0, 0, 0.0
+        for batch, (loss, images, right, data_s) in enumerate(train_batches(epoch), 1):
             loss_sum, seen, correct = loss_sum + loss * images, seen + images, correct + right
+            data_seconds += data_s
             done_batches, images_total = done_batches + 1, images_total + images
             elapsed = time.perf_counter() - started
             on_event({"type": "batch", "framework": framework, "epoch": epoch, "epochs": epochs,
@@ -56,7 +58,7 @@ def run_epochs(framework: str, epochs: int, n_train: int, batch_size: int,
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                   "val_loss": float(val_loss), "val_accuracy": float(val_accuracy),
                   "train_seconds": train_seconds, "seconds": time.perf_counter() - epoch_start,
-                  "images_per_s": seen / train_seconds}
+                  "images_per_s": seen / train_seconds, "data_wait_share": data_seconds / train_seconds}
         history.append(record)
         on_event({"type": "epoch", "framework": framework, "epochs": epochs, **record})
     return {"history": history, "stopped": False, "val_probabilities": val_probabilities}
