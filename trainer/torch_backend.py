@@ -283,7 +283,7 @@ def load(folder: str | Path) -> tuple[nn.Module, dict]:
     model, _ = build_model(len(metadata["classes"]), config)
     state = torch.load(Path(folder) / store.MODEL_FILES[FRAMEWORK], map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    return model.eval(), metadata
+    return model.to(select_device(config.device)).eval(), metadata
 
 
 def versions() -> dict:
