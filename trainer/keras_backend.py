@@ -248,7 +248,6 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
         correct = tf.reduce_sum(tf.cast(tf.argmax(probabilities, 1) == labels, tf.int32))
         return loss, correct
 
-    cached_val = features_of(model, data.x_val) if frozen else None
     if config.feature_cache:
         batches = iter(make_dataset(features_of(model, data.x_train), data.y_train, config, None))
     else:
@@ -265,7 +264,12 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
             loss, correct = step(inputs, labels, config.feature_cache)
             yield float(loss), int(labels.shape[0]), int(correct), data_s
 
+    cached_val = None  # frozen backbone: validation features are the same every epoch
+
     def validate():
+        nonlocal cached_val
+        if frozen and cached_val is None:  # computed at the first validation, not before the first batch
+            cached_val = features_of(model, data.x_val)
         return evaluate(model, data.x_val, data.y_val, features=cached_val)
 
     return loop.run_epochs(FRAMEWORK, config.epochs, len(data.y_train), config.batch_size,

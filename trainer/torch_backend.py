@@ -195,7 +195,6 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
     torch.manual_seed(config.seed)
     order = torch.Generator().manual_seed(config.seed)
     cached_train = features_of(model, data.x_train, device) if config.feature_cache else None
-    cached_val = features_of(model, data.x_val, device) if frozen else None
     # The decoded images live on the training device once (AvP at 224 px: ~100 MB), so a GPU never
     # waits for JPEG decoding or host-to-device copies; augmentation runs there too.
     x_train = None if cached_train is not None else to_tensor(data.x_train).to(device)
@@ -231,7 +230,12 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
             correct = int((logits.argmax(1) == y_train[index]).sum())
             yield loss.item(), len(index), correct, data_s
 
+    cached_val = None  # frozen backbone: validation features are the same every epoch
+
     def validate():
+        nonlocal cached_val
+        if frozen and cached_val is None:  # computed at the first validation, not before the first batch
+            cached_val = features_of(model, data.x_val, device)
         return evaluate(model, data.x_val, data.y_val, features=cached_val)
 
     return loop.run_epochs(FRAMEWORK, config.epochs, len(data.y_train), config.batch_size,
