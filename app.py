@@ -37,11 +37,15 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
+def launch_options() -> dict:
+    """What every launch sets: where to listen, the upload cap, the look."""
+    return {"server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+            "server_port": int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+            "max_file_size": shared.MAX_UPLOAD, "theme": gr.themes.Soft()}
+
+
 def main() -> None:
-    demo = build_demo()
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                max_file_size=shared.MAX_UPLOAD, theme=gr.themes.Soft())
+    build_demo().launch(**launch_options())
 
 
 if __name__ == "__main__":

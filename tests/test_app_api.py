@@ -7,7 +7,7 @@ import time
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import make_dataset
+from conftest import ROOT, make_dataset
 
 pytestmark = pytest.mark.slow
 AUGMENT = [10, 0.8, 1.2, 0, 0, True, False]
@@ -31,8 +31,9 @@ def client(tmp_path_factory):
     import app
     demo = app.build_demo()
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False), base
+    demo.launch(**{**app.launch_options(), "server_name": "127.0.0.1", "server_port": port,
+                   "max_file_size": "1mb"}, prevent_thread_lock=True, quiet=True)
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False), base, f"http://127.0.0.1:{port}"
     demo.close()
     patch.undo()
     shared.jobs.cache_clear()
@@ -58,14 +59,14 @@ def wait_until_finished(client, timeout=300):
 
 
 def test_preview(client):
-    c, _ = client
+    c, *_ = client
     keras_gallery, torch_gallery, *_, keras_code, torch_code = c.predict(None, *AUGMENT, 3, api_name="/preview")
     assert len(keras_gallery) == len(torch_gallery) == 8 and keras_gallery[0]["caption"]
     assert "RandomZoom" in keras_code and "RandomAffine" in torch_code
 
 
 def test_train_both_then_predict_with_both(client):
-    c, base = client
+    c, base, _ = client
     data = make_dataset(base / "data")
     assert "Starting run" in c.predict(*settings(data), api_name="/start")
     busy = c.predict(*settings(data), api_name="/start")
@@ -85,7 +86,7 @@ def test_train_both_then_predict_with_both(client):
 
 
 def test_stop_ends_the_run_and_keeps_the_saved_models(client):
-    c, base = client
+    c, base, _ = client
     data = make_dataset(base / "data2", per_class=(40, 4))
     before = (base / "models" / "pytorch" / "metadata.json").read_text()
     c.predict(*settings(data, framework="pytorch", epochs=20), api_name="/start")
@@ -95,3 +96,30 @@ def test_stop_ends_the_run_and_keeps_the_saved_models(client):
     status = wait_until_finished(c, timeout=60)
     assert status["status"] == "stopped" and status["batches"] < 20 * 20
     assert (base / "models" / "pytorch" / "metadata.json").read_text() == before
+
+
+def test_file_route_refuses_files_outside_the_app(client):
+    import urllib.error
+    import urllib.request
+    *_, url = client
+    for path in ("/etc/passwd", "../../../../etc/passwd", str(ROOT / "app.py")):
+        try:
+            status = urllib.request.urlopen(f"{url}/gradio_api/file={path}", timeout=10).status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        assert status in (403, 404), path
+
+
+def test_uploads_over_the_cap_are_refused(client, tmp_path):
+    c, *_ = client
+    big = tmp_path / "big.zip"
+    big.write_bytes(b"0" * 2_000_000)  # the test app's cap is 1 MB
+    with pytest.raises(Exception, match="413|too large|exceeds"):
+        c.predict(handle_file(str(big)), api_name="/upload_data")
+
+
+def test_stopped_run_leaves_a_model_that_still_predicts(client):
+    c, base, _ = client
+    image = next((base / "data").rglob("*.jpg"))
+    (result,) = c.predict([handle_file(str(image))], api_name="/predict")
+    assert sum(result["pytorch"]["probabilities"].values()) == pytest.approx(1, abs=1e-5)

@@ -81,7 +81,7 @@ def refuse_reason(info: zipfile.ZipInfo) -> str | None:
         return "symbolic link"
     if info.is_dir():
         return "hidden"  # folders are made as their files need them
-    if mode and not stat.S_ISREG(mode):
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # no type bits: a zip made without Unix modes
         return "special file"
     if any(part.startswith(".") or part == "__MACOSX" for part in path.parts):
         return "hidden"

@@ -16,7 +16,7 @@ MODELS_DIR = Path(os.environ.get("AVP_MODELS_DIR", ROOT / "models")).resolve()
 RUNS_DIR = Path(os.environ.get("AVP_RUNS_DIR", ROOT / "runs")).resolve()
 ASSETS = ROOT / "assets"
 PREVIEW_SIZE = 224
-MAX_UPLOAD = "200mb"
+MAX_UPLOAD = os.environ.get("AVP_MAX_UPLOAD", "200mb")  # larger uploads are answered 413
 
 
 @functools.cache
