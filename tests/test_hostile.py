@@ -238,3 +238,14 @@ def test_killed_run_is_reported_and_saved_models_survive(tmp_path):
     assert not list(models.glob(".staging-*"))
     restarted = Jobs(tmp_path / "runs")  # a server restart finds the run and its outcome
     assert restarted.view().run_id == view.run_id and restarted.view().status == "failed"
+
+
+@pytest.mark.slow
+def test_concurrent_predictions_during_training_all_succeed():
+    import subprocess
+    import sys
+    from conftest import ROOT
+    result = subprocess.run([sys.executable, "tests/loadtest.py", "--clients", "20", "--seconds", "15"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert "0 failed" in result.stdout and "training running" in result.stdout
