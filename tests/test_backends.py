@@ -157,3 +157,23 @@ def test_network_view_uses_each_frameworks_normalisation(framework):
 
 def test_training_loop_defaults_do_nothing():
     assert loop.ignore({"type": "batch"}) is None and loop.never() is False
+
+
+def backbone_weights(framework, model, stage):
+    """A copy of one ResNet stage's first convolution weights (stage 1-4)."""
+    if framework == "pytorch":
+        return getattr(model, f"layer{stage}")[0].conv1.weight.detach().cpu().numpy().copy()
+    base = model.get_layer("resnet50")
+    return np.array(base.get_layer(f"conv{stage + 1}_block1_1_conv").kernel).copy()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_unfreeze_trains_only_the_last_stages(framework, tiny_config, arrays):
+    config = tiny_config.with_changes(unfreeze=1, fine_tune_lr=1e-3)
+    module = backend(framework)
+    model, _ = module.build_model(2, config)
+    before = {stage: backbone_weights(framework, model, stage) for stage in (3, 4)}
+    result = module.train(model, arrays, config)
+    assert np.isfinite(result["history"][0]["train_loss"])
+    assert np.array_equal(before[3], backbone_weights(framework, model, 3))  # still frozen
+    assert not np.array_equal(before[4], backbone_weights(framework, model, 4))  # trained
