@@ -9,6 +9,7 @@ loads neither TensorFlow nor torch: they load when first needed.
 from __future__ import annotations
 
 import os
+import threading
 
 import gradio as gr
 
@@ -45,7 +46,12 @@ def launch_options() -> dict:
 
 
 def main() -> None:
-    build_demo().launch(**launch_options())
+    demo = build_demo()
+    demo.launch(**launch_options(), prevent_thread_lock=True)
+    # Load the saved models in the background once the page is served, so the first prediction
+    # does not wait for TensorFlow, torch and two ResNet-50s (~10 s on a small CPU).
+    threading.Thread(target=predict_tab.model_cards, daemon=True).start()
+    demo.block_thread()
 
 
 if __name__ == "__main__":
