@@ -103,3 +103,15 @@ def test_chart_has_one_colour_per_framework_and_fades_the_previous_run():
     colours = {l.get_label(): (l.get_color(), l.get_alpha()) for l in lines}
     assert colours["keras train"][0] != colours["pytorch train"][0]
     assert colours["keras train (previous run)"][1] < colours["keras train"][1]
+
+
+def test_uploads_are_deleted_with_their_session():
+    import app
+    demo = app.build_demo()
+    states = [block for block in demo.blocks.values() if isinstance(block, gr.State)]
+    assert any(s.delete_callback is train_tab.remove_upload and s.time_to_live for s in states)
+
+
+def test_out_of_memory_reads_as_advice():
+    from trainer.worker import public_message
+    assert "out of memory" in public_message(MemoryError())

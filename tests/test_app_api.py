@@ -123,3 +123,14 @@ def test_stopped_run_leaves_a_model_that_still_predicts(client):
     image = next((base / "data").rglob("*.jpg"))
     (result,) = c.predict([handle_file(str(image))], api_name="/predict")
     assert sum(result["pytorch"]["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+
+
+def test_a_bad_image_is_refused_by_name_and_the_app_keeps_serving(client, tmp_path):
+    c, base, _ = client
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("<html>this is not a picture</html>")
+    good = next((base / "data").rglob("*.jpg"))
+    bad_result, good_result = c.predict([handle_file(str(fake)), handle_file(str(good))], api_name="/predict")
+    assert "holiday.jpg: not an image" in bad_result["error"] and "/" not in bad_result["error"].split(":")[0]
+    assert "keras" in good_result and "pytorch" in good_result
+    assert c.predict(api_name="/training_status")["status"] in ("done", "stopped")
