@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from trainer import FRAMEWORKS, data, store
 from trainer.runner import backend
 
@@ -32,6 +34,7 @@ class Predictor:
                 mtime = (found[framework] / store.METADATA).stat().st_mtime
                 if framework not in self.loaded or self.loaded[framework][2] != mtime:
                     model, metadata = backend(framework).load(found[framework])
+                    warm_up(framework, model, metadata)
                     self.loaded[framework] = (model, metadata, mtime)
             return {fw: meta for fw, (_, meta, _) in self.loaded.items()}
 
@@ -54,3 +57,10 @@ class Predictor:
     def predict_file(self, path: str | Path) -> dict[str, dict]:
         return self.predict(data.load_rgb(path))
 
+
+
+def warm_up(framework: str, model, metadata: dict) -> None:
+    """One prediction on a blank image, so that graph tracing and kernel selection happen at load
+    time and the first user's latency is the model's, not the library's."""
+    size = metadata["config"]["image_size"]
+    backend(framework).predict_proba(model, np.zeros((1, size, size, 3), np.uint8))

@@ -49,6 +49,8 @@ def training_figure(events: list[dict], previous: list[dict] | None = None):
                         label=f"{framework}{tag}")
     loss_ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
     acc_ax.set(title="Validation accuracy", xlabel="epoch", ylim=(0, 1.02))
+    if not any(len(line.get_xdata()) for line in acc_ax.get_lines()):
+        acc_ax.set_xlim(0, 1)  # before the first epoch ends: an empty axis over the first epoch
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
