@@ -205,8 +205,7 @@ def feature_function(model: keras.Model):
         extractor = keras.Model(model.input, model.get_layer("avg_pool").output)
         shape = (None, *model.input.shape[1:])
         model._feature_fn = tf.function(lambda x: extractor(x, training=False),
-                                        input_signature=[tf.TensorSpec(shape, tf.float32)],
-                                        jit_compile=os.environ.get("TRAINER_XLA") == "1")
+                                        input_signature=[tf.TensorSpec(shape, tf.float32)])
     return model._feature_fn
 
 
