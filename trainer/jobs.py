@@ -52,12 +52,15 @@ class Jobs:
         self.run_dir: Path | None = self.newest_run()
         self._cache: tuple[tuple, list] = ((), [])
 
+    def runs(self) -> list[Path]:
+        """Run folders, oldest first (their names are start times)."""
+        return sorted(p for p in self.runs_dir.iterdir() if (p / worker.CONFIG).is_file())
+
     def newest_run(self) -> Path | None:
-        runs = sorted(p for p in self.runs_dir.iterdir() if (p / worker.CONFIG).is_file())
-        return runs[-1] if runs else None
+        return (self.runs() or [None])[-1]
 
     def previous_run(self) -> Path | None:
-        runs = sorted(p for p in self.runs_dir.iterdir() if (p / worker.CONFIG).is_file())
+        runs = self.runs()
         return runs[-2] if len(runs) > 1 else None
 
     def start(self, config: TrainConfig) -> str:

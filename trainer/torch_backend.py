@@ -165,8 +165,9 @@ def backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.flatten(model.avgpool(x), 1)
 
 
-def features_of(model: nn.Module, images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Backbone features of uint8 NHWC images, in batches, without autograd."""
+def features_of(model: nn.Module, images: np.ndarray) -> torch.Tensor:
+    """Backbone features of uint8 NHWC images, in batches, without autograd, on the model's device."""
+    device = next(model.parameters()).device
     chunks = []
     with torch.inference_mode(), autocast(model, device):
         for start in range(0, len(images), EVAL_BATCH):
@@ -194,7 +195,7 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
     augmenter = build_augmenter(config.augment) if config.augment_active else None
     torch.manual_seed(config.seed)
     order = torch.Generator().manual_seed(config.seed)
-    cached_train = features_of(model, data.x_train, device) if config.feature_cache else None
+    cached_train = features_of(model, data.x_train) if config.feature_cache else None
     # The decoded images live on the training device once (AvP at 224 px: ~100 MB), so a GPU never
     # waits for JPEG decoding or host-to-device copies; augmentation runs there too.
     x_train = None if cached_train is not None else to_tensor(data.x_train).to(device)
@@ -235,7 +236,7 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
     def validate():
         nonlocal cached_val
         if frozen and cached_val is None:  # computed at the first validation, not before the first batch
-            cached_val = features_of(model, data.x_val, device)
+            cached_val = features_of(model, data.x_val)
         return evaluate(model, data.x_val, data.y_val, features=cached_val)
 
     return loop.run_epochs(FRAMEWORK, config.epochs, len(data.y_train), config.batch_size,
@@ -256,7 +257,7 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, features=
     device = next(model.parameters()).device
     with torch.inference_mode():
         if features is None:
-            features = features_of(model, images, device)
+            features = features_of(model, images)
         logits = model.fc(features.float())
         target = torch.from_numpy(labels).to(device)
         loss = float(nn.functional.cross_entropy(logits, target)) if len(labels) else float("nan")
@@ -267,9 +268,8 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, features=
 
 def predict_proba(model: nn.Module, images: np.ndarray) -> np.ndarray:
     """Class probabilities (N, classes) for uint8 NHWC images."""
-    device = next(model.parameters()).device
     with torch.inference_mode():
-        return model.fc(features_of(model, images, device)).float().softmax(1).cpu().numpy()
+        return model.fc(features_of(model, images)).float().softmax(1).cpu().numpy()
 
 
 # ---------------------------------------------------------------- save and load
