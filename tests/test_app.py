@@ -64,7 +64,7 @@ def test_preview_gives_both_frameworks_samples_views_and_code():
     assert all(image.shape == (224, 224, 3) for image, _ in keras_gallery + torch_gallery)
     assert "zoom" in keras_gallery[0][1] and "shear" in torch_gallery[0][1]
     assert "BGR" in keras_view.label and "RGB" in torch_view.label
-    assert "RandomShear" in keras_code and "RandomAffine" in torch_code
+    assert "affine_transform" in keras_code and "RandomAffine" in torch_code
 
 
 def test_preview_names_a_broken_upload(tmp_path):

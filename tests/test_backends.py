@@ -142,6 +142,33 @@ def test_augmentation_previews_report_the_values_drawn(framework):
     assert [d for _, d in again] == [d for _, d in samples]
 
 
+@pytest.mark.parametrize("values", [
+    dict(hflip=False, vflip=False, rotation_deg=30, shear_deg=0, zoom=1, shift_px=(0, 0)),
+    dict(hflip=True, vflip=False, rotation_deg=20, shear_deg=10, zoom=0.8, shift_px=(4, 2)),
+    dict(hflip=False, vflip=True, rotation_deg=-25, shear_deg=-12, zoom=1.2, shift_px=(-3, 5)),
+], ids=["rotation", "flip-shear-zoom-out-shift", "vflip-zoom-in"])
+def test_keras_affine_matches_torchvision_given_the_same_values(values):
+    """The two frameworks' augmentations are one transform: same values, same pixels (away from
+    the black fill's edge, where the two libraries blend the border differently)."""
+    import tensorflow as tf
+    import torch
+    from torchvision.transforms.v2 import InterpolationMode, functional as F
+
+    from trainer.keras_affine import RandomAffine
+    grid = np.random.default_rng(0).random((1, 8, 10, 3)).astype(np.float32) * 255
+    image = tf.image.resize(grid, (64, 80)).numpy()  # smooth, so a misplaced pixel shows
+    drawn = {key: tf.constant([value]) for key, value in values.items()}
+    ours = RandomAffine().transform_images(image, drawn).numpy()[0]
+    theirs = torch.from_numpy(image[0]).permute(2, 0, 1)
+    theirs = F.horizontal_flip(theirs) if values["hflip"] else theirs
+    theirs = F.vertical_flip(theirs) if values["vflip"] else theirs
+    theirs = F.affine(theirs, angle=values["rotation_deg"], translate=list(values["shift_px"]), scale=values["zoom"],
+                      shear=[values["shear_deg"], 0.0], interpolation=InterpolationMode.BILINEAR, fill=0)
+    theirs = theirs.permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(ours[20:-20, 24:-24], theirs[20:-20, 24:-24], atol=0.05)
+    assert np.abs(ours - theirs).mean() < 1.5  # the fill's edge
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_network_view_uses_each_frameworks_normalisation(framework):
     from trainer.constants import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD

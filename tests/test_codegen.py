@@ -27,20 +27,14 @@ def test_snippet_runs_as_shown(framework, aug, tmp_path, monkeypatch):
     assert printed.getvalue().strip() == shape
 
 
-def test_keras_snippet_builds_the_trainers_layers():
+def test_keras_snippet_builds_the_trainers_layer():
     from trainer import keras_backend
     aug = SETTINGS[1]
     scope = {}
-    code = codegen.keras_code(aug).split("image = Image.open")[0]
-    exec(code, scope)
-    ours = keras_backend.build_augmenter(aug)
-    assert [type(l).__name__ for l in scope["augment"].layers] == [type(l).__name__ for l in ours.layers]
-    for theirs, mine in zip(scope["augment"].layers, ours.layers):
-        keys = set(theirs.get_config()) - {"name", "seed", "dtype"}
-        for key in keys:
-            expected = mine.get_config()[key]
-            assert theirs.get_config()[key] == (pytest.approx(expected, rel=1e-3) if isinstance(
-                expected, (float, tuple, list)) else expected), key
+    exec(codegen.keras_code(aug).split("image = Image.open")[0], scope)
+    theirs, ours = scope["augment"].get_config(), keras_backend.build_augmenter(aug).get_config()
+    for key in set(ours) - {"name", "seed"}:
+        assert theirs[key] == ours[key], key
 
 
 def test_torch_snippet_builds_the_trainers_transforms():

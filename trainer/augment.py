@@ -3,15 +3,14 @@
 The seed notebooks used Keras' ImageDataGenerator(shear_range=10, zoom_range=0.2,
 horizontal_flip=True) and torchvision's RandomAffine(0, shear=10, scale=(0.8, 1.2)) with a
 horizontal flip. Each backend turns an `AugmentConfig` into its own pipeline:
-`keras_backend.build_augmenter` (Keras 3 preprocessing layers) and
-`torch_backend.build_augmenter` (torchvision.transforms.v2). The units here are the ones people
-think in (degrees, zoom as a magnification, shift as a fraction of the side); the translation into
-each library's own units lives in the two helpers below, so the backends cannot drift apart.
+`keras_backend.build_augmenter` (trainer/keras_affine.py's RandomAffine layer) and
+`torch_backend.build_augmenter` (torchvision.transforms.v2 RandomAffine). The units here are the
+ones torchvision takes and people think in: degrees, zoom as a magnification, shift as a fraction
+of the side.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 
 
@@ -57,22 +56,3 @@ class AugmentConfig:
         if unknown:
             raise ValueError(f"unknown augmentation settings: {', '.join(sorted(unknown))}")
         return cls(**values)
-
-
-def keras_zoom_factor(aug: AugmentConfig) -> tuple[float, float]:
-    """Keras RandomZoom factor for a magnification range.
-
-    Keras zooms the output by (1 + factor) of the side: factor -0.2 zooms in (magnification 1.25),
-    +0.2 zooms out (magnification 1/1.2). So magnification m maps to factor 1/m - 1.
-    """
-    return (1 / aug.zoom_max - 1, 1 / aug.zoom_min - 1)
-
-
-def keras_shear_factor(aug: AugmentConfig) -> float:
-    """Keras RandomShear factor: the horizontal displacement per unit of height, tan(angle)."""
-    return math.tan(math.radians(aug.shear_deg))
-
-
-def keras_rotation_factor(aug: AugmentConfig) -> float:
-    """Keras RandomRotation factor: a fraction of a full turn."""
-    return aug.rotation_deg / 360

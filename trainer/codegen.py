@@ -1,14 +1,19 @@
 """The Keras and the PyTorch code that build exactly the current augmentation pipeline.
 
 Shown in the app's Augment tab, updating with its controls; runnable as shown (given an
-`image.jpg`). Built from the same AugmentConfig and the same unit conversions (trainer/augment.py)
-as the backends' own pipelines, and a test runs both snippets. No framework import.
+`image.jpg`). Built from the same AugmentConfig as the backends' own pipelines; the Keras one
+includes the source of trainer/keras_affine.py, read as text. A test runs both snippets. No
+framework import.
 """
 
 from __future__ import annotations
 
-from trainer.augment import AugmentConfig, keras_rotation_factor, keras_shear_factor, keras_zoom_factor
+from pathlib import Path
+
+from trainer.augment import AugmentConfig
 from trainer.constants import IMAGENET_MEAN, IMAGENET_STD
+
+AFFINE_SOURCE = Path(__file__).with_name("keras_affine.py")
 
 
 def _number(value: float) -> str:
@@ -20,33 +25,30 @@ def _body(steps: list[str]) -> str:
     return "".join(f"    {step}\n" if "#" in step else f"    {step},\n" for step in steps)
 
 
+def keras_layer_source() -> str:
+    """trainer/keras_affine.py without its module docstring: the class the Keras snippet defines."""
+    source = AFFINE_SOURCE.read_text()
+    return source[source.index('"""', 3) + 3:].strip() + "\n"
+
+
 def keras_code(aug: AugmentConfig, size: int = 224, count: int = 8) -> str:
-    fill = 'fill_mode="constant"'
-    steps = []
-    if aug.hflip:
-        steps.append('layers.RandomFlip("horizontal")')
-    if aug.vflip:
-        steps.append('layers.RandomFlip("vertical")')
-    if aug.rotation_deg:
-        steps.append(f"layers.RandomRotation({_number(keras_rotation_factor(aug))}, {fill})"
-                     f",  # fraction of a turn: {_number(aug.rotation_deg)} degrees")
-    if aug.shift:
-        steps.append(f"layers.RandomTranslation({_number(aug.shift)}, {_number(aug.shift)}, {fill})")
-    if aug.zoom_min != 1 or aug.zoom_max != 1:
-        low, high = keras_zoom_factor(aug)
-        steps.append(f"layers.RandomZoom(({_number(low)}, {_number(high)}), {fill})"
-                     f",  # magnification {_number(aug.zoom_min)}-{_number(aug.zoom_max)}")
-    if aug.shear_deg:
-        steps.append(f"layers.RandomShear(x_factor={_number(keras_shear_factor(aug))}, {fill})"
-                     f",  # tan({_number(aug.shear_deg)} degrees)")
-    body = _body(steps if aug.enabled else ["layers.Identity()"])
-    return f'''import keras
+    if aug.enabled:
+        shift = f"translate={_number(aug.shift)}, " if aug.shift else ""
+        layer = (f"RandomAffine(degrees={_number(aug.rotation_deg)}, {shift}"
+                 f"scale=({_number(aug.zoom_min)}, {_number(aug.zoom_max)}), shear={_number(aug.shear_deg)}, "
+                 f"hflip={aug.hflip}, vflip={aug.vflip})")
+        header = f"""# One resampling per image: flips, rotation, shift, zoom and shear composed into one matrix,
+# drawn as torchvision's RandomAffine draws them (this project's trainer/keras_affine.py).
+# Keras 3's stock RandomFlip / RandomZoom / RandomShear layers would resample once each.
 import numpy as np
-from keras import layers
 from PIL import Image
 
-augment = keras.Sequential([
-{body}])
+{keras_layer_source()}
+"""
+    else:
+        layer, header = "keras.layers.Identity()", "import keras\nimport numpy as np\nfrom PIL import Image\n"
+    return f'''{header}
+augment = {layer}
 image = Image.open("image.jpg").convert("RGB").resize(({size}, {size}), Image.BILINEAR)
 batch = np.stack([np.asarray(image, dtype="float32")] * {count})
 augmented = augment(batch, training=True)  # each copy gets its own random values

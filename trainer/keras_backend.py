@@ -4,8 +4,9 @@ Mirror of trainer/torch_backend.py: same public functions, same arguments. The m
 softmax and returns probabilities (Keras' convention; its losses take probabilities).
 Preprocessing is `keras.applications.resnet50.preprocess_input` ("caffe": RGB -> BGR, ImageNet
 mean subtracted, no scaling). Keras 3 has no public ImageDataGenerator, which the seed notebook
-used; its augmentations are preprocessing layers (RandomFlip, RandomZoom, RandomShear, ...) run in
-a tf.data pipeline.
+used. Augmentation is one RandomAffine layer (trainer/keras_affine.py: the values torchvision's
+RandomAffine draws, one resampling per image, where Keras' stock layers resample once each) run in a
+tf.data pipeline.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
-from trainer import augment, loop, store, weights  # noqa: E402
+from trainer import loop, store, weights  # noqa: E402
 from trainer.augment import AugmentConfig  # noqa: E402
 from trainer.config import TrainConfig, use_bfloat16  # noqa: E402
 from trainer.constants import FEATURE_DIM  # noqa: E402
+from trainer.keras_affine import RandomAffine  # noqa: E402
 
 FRAMEWORK = "keras"
 STAGES = ("conv2", "conv3", "conv4", "conv5")  # ResNet stages (layer name prefixes), input to output
@@ -65,65 +67,39 @@ def describe_device(preference: str = "auto") -> str:
 
 # ---------------------------------------------------------------- augmentation and preprocessing
 
-def augment_layers(aug: AugmentConfig, seed: int | None = None) -> list[keras.layers.Layer]:
-    """Keras 3 preprocessing layers for the settings, each filling with black like torchvision."""
-    fill = {"fill_mode": "constant", "fill_value": 0.0, "seed": seed}
-    steps = []
+def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> keras.layers.Layer:
+    """One RandomAffine layer for the settings (trainer/keras_affine.py), applied to a batch: each
+    image gets its own random values, drawn as torchvision's RandomAffine draws them."""
     if not aug.enabled:
-        return steps
-    if aug.hflip:
-        steps.append(layers.RandomFlip("horizontal", seed=seed))
-    if aug.vflip:
-        steps.append(layers.RandomFlip("vertical", seed=seed))
-    if aug.rotation_deg:
-        steps.append(layers.RandomRotation(augment.keras_rotation_factor(aug), **fill))
-    if aug.shift:
-        steps.append(layers.RandomTranslation(aug.shift, aug.shift, **fill))
-    if aug.zoom_min != 1 or aug.zoom_max != 1:
-        steps.append(layers.RandomZoom(augment.keras_zoom_factor(aug), **fill))
-    if aug.shear_deg:
-        steps.append(layers.RandomShear(x_factor=augment.keras_shear_factor(aug), **fill))
-    return steps
-
-
-def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> keras.Sequential:
-    """The layers as one model, applied to a batch: each image gets its own random values."""
-    return keras.Sequential(augment_layers(aug, seed) or [layers.Identity()], name="augmentation")
+        return layers.Identity()
+    return RandomAffine(degrees=aug.rotation_deg, translate=aug.shift, scale=(aug.zoom_min, aug.zoom_max),
+                        shear=aug.shear_deg, hflip=aug.hflip, vflip=aug.vflip, seed=seed, name="augmentation")
 
 
 def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int):
     """`count` augmented copies of one uint8 HWC image, with the random values drawn for each.
 
-    Each layer draws with its own `get_random_transformation` and applies with `transform_images`,
+    Draws with the layer's own `get_random_transformation` and applies with `transform_images`,
     exactly what calling it does, so the values shown are the ones applied.
     """
-    batch = tf.convert_to_tensor(np.repeat(image[None], count, axis=0), tf.float32)
-    drawn = [{} for _ in range(count)]
-    seeds = keras.random.SeedGenerator(seed)
-    for layer in augment_layers(aug):
-        transformation = layer.get_random_transformation(batch, training=True, seed=seeds)
-        batch = layer.transform_images(batch, transformation, training=True)
-        for i, values in enumerate(describe_transformation(layer, transformation, image.shape)):
-            drawn[i].update(values)
-    images = np.clip(np.round(batch.numpy()), 0, 255).astype(np.uint8)
-    return list(zip(images, drawn))
+    if not aug.enabled:
+        return [(image.copy(), {}) for _ in range(count)]
+    layer = build_augmenter(aug)
+    batch = tf.convert_to_tensor(np.repeat(image[None], count, axis=0))
+    drawn = {key: np.asarray(value) for key, value in
+             layer.get_random_transformation(batch, seed=keras.random.SeedGenerator(seed)).items()}
+    images = np.clip(np.round(layer.transform_images(batch, drawn).numpy()), 0, 255).astype(np.uint8)
+    return [(out, describe(drawn, i, aug)) for i, out in enumerate(images)]
 
 
-def describe_transformation(layer, transformation, shape) -> list[dict]:
-    """The random values one Keras layer drew, per image, in the units of AugmentConfig."""
-    if isinstance(layer, layers.RandomFlip):
-        key = "hflip" if layer.mode == "horizontal" else "vflip"
-        return [{key: bool(v)} for v in np.ravel(transformation["flips"])]
-    if isinstance(layer, layers.RandomRotation):
-        return [{"rotation_deg": round(float(v), 1)} for v in np.ravel(transformation["angle"])]
-    if isinstance(layer, layers.RandomTranslation):
-        return [{"shift_px": [int(round(x)), int(round(y))]} for x, y in np.asarray(transformation["translations"])]
-    if isinstance(layer, layers.RandomZoom):  # Keras samples 1/magnification
-        return [{"zoom": round(1 / float(v), 3)} for v in np.ravel(transformation["height_zoom"])]
-    if isinstance(layer, layers.RandomShear):
-        return [{"shear_deg": round(math.degrees(math.atan(float(x))), 1)}
-                for x, _ in np.asarray(transformation["shear_factor"])]
-    return [{} for _ in range(shape[0])]
+def describe(drawn: dict, i: int, aug: AugmentConfig) -> dict:
+    """The values image `i` drew, in AugmentConfig's units; only those of enabled settings."""
+    values = {"hflip": bool(drawn["hflip"][i]) if aug.hflip else None,
+              "vflip": bool(drawn["vflip"][i]) if aug.vflip else None,
+              "rotation_deg": round(float(drawn["rotation_deg"][i]), 1) if aug.rotation_deg else None,
+              "shift_px": [int(v) for v in drawn["shift_px"][i]] if aug.shift else None,
+              "zoom": round(float(drawn["zoom"][i]), 3), "shear_deg": round(float(drawn["shear_deg"][i]), 1)}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def preprocess(images) -> tf.Tensor:
