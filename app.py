@@ -11,9 +11,13 @@ from __future__ import annotations
 import os
 import threading
 
-import gradio as gr
+from ui.startup import skip_stub_writing
 
-from ui import augment_tab, predict_tab, shared, train_tab
+skip_stub_writing()  # before gradio's first import: it halves the app's start-up
+
+import gradio as gr  # noqa: E402
+
+from ui import augment_tab, predict_tab, shared, train_tab  # noqa: E402
 
 INTRO = """# Alien vs. Predator: transfer learning in Keras and PyTorch
 An ImageNet **ResNet-50** with its convolutional layers frozen and a new dense head, fine-tuned on a

@@ -19,6 +19,14 @@ def test_importing_the_app_loads_no_framework():
     assert result.stdout.strip() == "False False", result.stderr
 
 
+def test_the_app_skips_gradios_stub_writing_and_keeps_its_events():
+    """ui/startup.py halves gradio's import; the components must still have every event."""
+    code = ("import app, gradio.component_meta as meta, gradio as gr; "
+            "print(meta.create_or_modify_pyi.__name__, callable(gr.Button().click), callable(gr.Image().upload))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "<lambda> True True", result.stderr
+
+
 def zip_of(folder, target):
     with zipfile.ZipFile(target, "w") as archive:
         for path in folder.rglob("*"):
