@@ -241,6 +241,25 @@ def test_killed_run_is_reported_and_saved_models_survive(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_run_whose_folder_is_deleted_stops(tmp_path):
+    """Nobody can stop or watch a run whose folder is gone: it must not train on for minutes."""
+    import shutil
+
+    from trainer.jobs import Jobs
+    config = TrainConfig(framework="pytorch", data_dir=str(make_dataset(tmp_path / "d", per_class=(40, 4))),
+                         out_dir=str(tmp_path / "models"), epochs=50, batch_size=4, image_size=32, weights="none")
+    jobs = Jobs(tmp_path / "runs")
+    jobs.start(config)
+    deadline = time.monotonic() + 120
+    while not any(e["type"] == "batch" for e in jobs.view().events):
+        assert time.monotonic() < deadline and jobs.view().status != "failed", jobs.view()
+        time.sleep(0.2)
+    shutil.rmtree(jobs.run_dir)
+    jobs.process.wait(timeout=30)  # raises if it trains on
+    assert not (tmp_path / "models").exists()  # a run that was stopped saves nothing
+
+
+@pytest.mark.slow
 def test_concurrent_predictions_during_training_all_succeed():
     import subprocess
     import sys

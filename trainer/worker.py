@@ -1,7 +1,7 @@
 """The training process the app starts: `python -m trainer.worker RUN_DIR`.
 
 Reads RUN_DIR/config.json, trains (trainer.runner.train), and appends every event as one JSON line
-to RUN_DIR/events.jsonl. Stops within one batch once RUN_DIR/stop exists. A failure becomes an
+to RUN_DIR/events.jsonl. Stops within one batch once RUN_DIR/stop exists or RUN_DIR is gone. A failure becomes an
 "error" event with a short message; the traceback goes to RUN_DIR/worker.log only, so no server
 path reaches a web page. Running apart from the app means TensorFlow and torch memory goes back to
 the system when the run ends, and a crash of the run cannot take the app down.
@@ -31,7 +31,9 @@ def main(run_dir: str) -> int:
         from trainer import runner
         config = TrainConfig.from_json((run / CONFIG).read_text())
         emit({"type": "begin", "pid": os.getpid(), "frameworks": list(config.frameworks)})
-        results = runner.train(config, emit, (run / STOP).exists)
+        # Stop when asked, or when the run's folder is gone (deleted under a running process,
+        # nobody could ask it to stop or see its events any more).
+        results = runner.train(config, emit, lambda: (run / STOP).exists() or not run.is_dir())
         stopped = (run / STOP).exists() or any(r["stopped"] for r in results.values())
         emit({"type": "finished", "status": "stopped" if stopped else "done"})
         return 0
