@@ -9,7 +9,6 @@ loads neither TensorFlow nor torch: they load when first needed.
 from __future__ import annotations
 
 import os
-import threading
 
 from ui.startup import speed_up_gradio_import
 
@@ -32,8 +31,8 @@ def build_demo() -> gr.Blocks:
             augment_controls, augment_load = augment_tab.build()
         with gr.Tab("Train"):
             train_loads = train_tab.build(augment_controls)
-        with gr.Tab("Predict"):
-            predict_loads = predict_tab.build()
+        with gr.Tab("Predict") as predict:
+            predict_loads = predict_tab.build(predict)
         gr.api(train_tab.status_api, api_name="training_status")
         demo.load(*augment_load, api_visibility="private")
         for fn, inputs, outputs in [*train_loads, *predict_loads]:
@@ -50,12 +49,7 @@ def launch_options() -> dict:
 
 
 def main() -> None:
-    demo = build_demo()
-    demo.launch(**launch_options(), prevent_thread_lock=True)
-    # Load the saved models in the background once the page is served, so the first prediction
-    # does not wait for TensorFlow, torch and two ResNet-50s (~10 s on a small CPU).
-    threading.Thread(target=predict_tab.model_cards, daemon=True).start()
-    demo.block_thread()
+    build_demo().launch(**launch_options())
 
 
 if __name__ == "__main__":

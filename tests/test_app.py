@@ -127,3 +127,28 @@ def test_uploads_are_deleted_with_their_session():
 def test_out_of_memory_reads_as_advice():
     from trainer.worker import public_message
     assert "out of memory" in public_message(MemoryError())
+
+
+def test_model_cards_load_no_model_and_the_predict_tab_loads_them(tiny_config, monkeypatch):
+    """Cards come from metadata (opening the page costs no TensorFlow or torch load); selecting the
+    Predict tab loads the models in the background; a damaged model file is named at prediction."""
+    import time
+
+    from trainer import runner
+    from trainer.predictor import Predictor
+    config = tiny_config.with_changes(framework="pytorch")
+    runner.train(config)
+    predictor = Predictor(config.out_dir)
+    monkeypatch.setattr(shared, "predictor", lambda: predictor)
+    cards = predict_tab.model_cards()
+    assert "validation accuracy" in cards and "No Keras model yet" in cards and predictor.loaded == {}
+    predict_tab.load_models_in_background()
+    deadline = time.monotonic() + 60
+    while "pytorch" not in predictor.loaded:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    damaged = Predictor(config.out_dir)
+    (damaged.models_dir / "pytorch" / "model.pt").write_bytes(b"not a model")
+    monkeypatch.setattr(shared, "predictor", lambda: damaged)
+    with pytest.raises(gr.Error, match="Saved models could not be loaded"):
+        predict_tab.predict_files([str(ROOT / "assets" / "test_card.png")])

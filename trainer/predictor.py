@@ -38,6 +38,10 @@ class Predictor:
                     self.loaded[framework] = (model, metadata, mtime)
             return {fw: meta for fw, (_, meta, _) in self.loaded.items()}
 
+    def saved(self) -> dict[str, dict]:
+        """Framework -> metadata of the complete saved models on disk, without loading them."""
+        return {fw: store.read_metadata(folder) for fw, folder in store.find_models(self.models_dir).items()}
+
     def missing(self) -> list[str]:
         return [fw for fw in FRAMEWORKS if fw not in self.loaded]
 

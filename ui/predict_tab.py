@@ -1,8 +1,10 @@
 """Predict tab: drop in images; Keras and PyTorch probabilities side by side, where they disagree,
-each model's latency, and each model's card. Models load once and reload when a run saves new ones."""
+each model's latency, and each model's card. Models load when the tab is first opened (or at the
+first prediction), once, and reload when a run saves new ones."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -15,10 +17,11 @@ NAMES = {"keras": "Keras", "pytorch": "PyTorch"}
 
 
 def model_cards() -> str:
+    """The saved models' cards, from their metadata: no model is loaded to show them."""
     try:
-        present = shared.predictor().refresh()
-    except Exception as error:  # a damaged model file must not take the page down
-        return f"**Saved models could not be loaded:** {shared.public_error(error)}"
+        present = shared.predictor().saved()
+    except Exception as error:  # a damaged metadata file must not take the page down
+        return f"**Saved models could not be read:** {shared.public_error(error)}"
     cards = []
     for framework in FRAMEWORKS:
         meta = present.get(framework)
@@ -40,7 +43,11 @@ def predict_files(paths: list[str] | None) -> list[dict]:
     if not paths:
         raise gr.Error("Add one or more images first.")
     predictor = shared.predictor()
-    if not predictor.refresh():
+    try:
+        present = predictor.refresh()
+    except Exception as error:  # a damaged model file: say so, keep the page
+        raise gr.Error(f"Saved models could not be loaded: {shared.public_error(error)}") from None
+    if not present:
         raise gr.Error("No trained model yet: train one in the Train tab first.")
     results = []
     for path in paths:
@@ -52,6 +59,22 @@ def predict_files(paths: list[str] | None) -> list[dict]:
             continue
         results.append({"image": name, "file": path, **predictor.predict(image)})
     return results
+
+
+def load_models_in_background() -> None:
+    """Load (or reload) the saved models while the user picks images. Not at start-up: loading
+    TensorFlow, torch and two ResNet-50s takes ~10 s of both cores here, which a training started
+    meanwhile would wait for."""
+    predictor = shared.predictor()
+    if not predictor.lock.locked():
+        threading.Thread(target=_load_quietly, args=(predictor,), daemon=True).start()
+
+
+def _load_quietly(predictor) -> None:
+    try:
+        predictor.refresh()
+    except Exception:  # noqa: BLE001 - a prediction reports it, with the reason
+        pass
 
 
 def verdict(result: dict) -> str:
@@ -66,7 +89,8 @@ def verdict(result: dict) -> str:
     return f"Both say **{next(iter(tops.values()))}** · {latency}"
 
 
-def build() -> None:
+def build(tab: gr.Tab) -> list:
+    """Build the tab's contents; models start loading when `tab` is selected."""
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             files = gr.File(file_count="multiple", file_types=["image"], label="Images", height=180, elem_id="predict-files")
@@ -99,4 +123,5 @@ def build() -> None:
                          concurrency_id="predict").then(model_cards, None, cards, api_visibility="private")
     files.upload(predict_files, files, results, api_visibility="private", concurrency_limit=4,
                  concurrency_id="predict")
+    tab.select(load_models_in_background, None, None, api_visibility="private", queue=False)
     return [(model_cards, None, cards)]
