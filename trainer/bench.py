@@ -91,21 +91,25 @@ def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
     seed = seed_recipe(framework, config, train, val)
     module = runner.backend(framework)
     model, info = module.build_model(len(arrays.classes), config)
-    # The forward pass is timed before training and after every epoch; the first epoch (graph
-    # tracing, caches) is not counted; the best of each is taken. On a shared machine the speed
-    # drifts by 10-30%: interleaving keeps the train/forward ratio fair.
+    # This machine's speed drifts by up to 2x for tens of seconds at a time, so the forward pass is
+    # timed right before and right after each timed epoch (the first epoch, with graph tracing, is
+    # not counted), and the round whose train/forward ratio is the median one is reported.
     forward = [forward_img_s(framework, module, model, arrays.x_train, config.batch_size)]
 
     def between_epochs(event):
         if event["type"] == "epoch":
             forward.append(forward_img_s(framework, module, model, arrays.x_train, config.batch_size))
 
-    history = module.train(model, arrays, config.with_changes(epochs=1 + ROUNDS), between_epochs)["history"][1:]
-    best = max(history, key=lambda h: h["images_per_s"])
+    history = module.train(model, arrays, config.with_changes(epochs=1 + ROUNDS), between_epochs)["history"]
+    rounds = sorted([(h["images_per_s"] / ((before + after) / 2), h, (before + after) / 2)
+                     for h, before, after in zip(history[1:], forward[1:], forward[2:])], key=lambda r: r[0])
+    _, best, ceiling = rounds[len(rounds) // 2]
+    print(f"{framework}: forward img/s {[round(f, 1) for f in forward]}, train img/s "
+          f"{[round(h['images_per_s'], 1) for h in history]} (first epoch not counted)", file=sys.stderr)
     cached_model, _ = module.build_model(len(arrays.classes), config)
     cached = module.train(cached_model, arrays, config.with_changes(feature_cache=True, epochs=3))
     module.save(cached_model, config.out_dir, {"classes": arrays.classes, "config": config.to_dict()})
-    return {"seed_img_s": seed["img_s"], "train_img_s": best["images_per_s"], "forward_img_s": max(forward),
+    return {"seed_img_s": seed["img_s"], "train_img_s": best["images_per_s"], "forward_img_s": ceiling,
             "seed_epoch_s": seed["epoch_s"], "train_epoch_s": best["seconds"],
             "cached_epoch_s": float(np.mean([h["seconds"] for h in cached["history"][1:]])),
             "precision": info["precision"]}
