@@ -2,8 +2,8 @@
 
 Keras 3's stock augmentation layers (RandomFlip, RandomRotation, RandomTranslation, RandomZoom,
 RandomShear) each resample the whole batch: with zoom and shear on, that is two interpolations,
-two blurs and three passes over memory (0.15 s per batch of 32 at 224 px on a 2-core CPU, as long
-as a sixth of a ResNet-50 forward pass). This layer draws the values torchvision's
+two blurs and three passes over memory (0.15 s per batch of 32 at 224 px on a 2-core CPU, an
+eighth of a ResNet-50 forward pass there). This layer draws the values torchvision's
 RandomHorizontalFlip + RandomAffine draw, composes them into one matrix per image (as the seed
 notebook's ImageDataGenerator did) and resamples once with `keras.ops.image.affine_transform`.
 
