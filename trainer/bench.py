@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from trainer import data, runner
+from trainer.augment import AugmentConfig
 from trainer.config import TrainConfig
+from trainer.jobs import ACTIVE
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_EPOCHS = 2  # the first one warms up (graph tracing, caches); the second is timed
@@ -278,7 +280,7 @@ def app_figures(models: str, config: TrainConfig) -> tuple[list[float], float, f
             client = Client(url, verbose=False)
             first_point = first_chart_point(client, config.data_dir)
             start_run(client, config.data_dir, epochs=1, image_size=config.image_size, limit=config.limit,
-                      feature_cache=True, augment=False)
+                      feature_cache=True, augment=AugmentConfig(enabled=False))
             wait_until_done(client)
             image = handle_file(str(next(Path(config.data_dir).rglob("*.jpg"))))
             for _ in range(3):
@@ -311,11 +313,13 @@ def stop_app(app: subprocess.Popen) -> None:
     app.wait(30)
 
 
-def start_run(client, data_dir: str, epochs: int = 3, image_size: int = 224, limit: int = 0,
-              feature_cache: bool = False, augment: bool = True) -> None:
-    """Press Start through the API: the Train tab's defaults unless said (weights none)."""
-    client.predict("both", data_dir, epochs, 32, 1e-3, image_size, 128, limit, feature_cache, 0, "none", True,
-                   42, augment, 10, 0.8, 1.2, 0, 0, True, False, api_name="/start")
+def start_run(client, data_dir: str, **changes) -> None:
+    """Press Start through the API: the Train tab's defaults (TrainConfig's) unless changed, weights none."""
+    c = TrainConfig(data_dir=data_dir, weights="none", allow_random_init=True).with_changes(**changes)
+    a = c.augment
+    client.predict(c.framework, c.data_dir, c.epochs, c.batch_size, c.lr, c.image_size, c.head_units, c.limit,
+                   c.feature_cache, c.unfreeze, c.weights, c.allow_random_init, c.seed, a.enabled, a.shear_deg,
+                   a.zoom_min, a.zoom_max, a.rotation_deg, a.shift, a.hflip, a.vflip, api_name="/start")
 
 
 def first_chart_point(client, data_dir: str) -> float:
@@ -333,7 +337,7 @@ def first_chart_point(client, data_dir: str) -> float:
 
 
 def wait_until_done(client) -> None:
-    while client.predict(api_name="/training_status")["status"] in ("starting", "running", "stopping"):
+    while client.predict(api_name="/training_status")["status"] in ACTIVE:
         time.sleep(0.5)
 
 

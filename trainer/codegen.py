@@ -8,6 +8,7 @@ framework import.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from trainer.augment import AugmentConfig
@@ -25,6 +26,7 @@ def _body(steps: list[str]) -> str:
     return "".join(f"    {step}\n" if "#" in step else f"    {step},\n" for step in steps)
 
 
+@functools.cache
 def keras_layer_source() -> str:
     """trainer/keras_affine.py without its module docstring: the class the Keras snippet defines."""
     source = AFFINE_SOURCE.read_text()

@@ -30,6 +30,9 @@ class Busy(RuntimeError):
     """A run is already going."""
 
 
+ACTIVE = ("starting", "running", "stopping")  # statuses of a run still going
+
+
 @dataclass
 class RunView:
     """What a page shows of a run."""
@@ -40,7 +43,7 @@ class RunView:
 
     @property
     def active(self) -> bool:
-        return self.status in ("starting", "running", "stopping")
+        return self.status in ACTIVE
 
 
 class Jobs:

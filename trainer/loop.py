@@ -29,6 +29,20 @@ def never() -> bool:
     return False
 
 
+def validation(model, data, frozen: bool, features_of, evaluate) -> Callable[[], tuple[float, float, object]]:
+    """`validate()` for run_epochs. With a frozen backbone the validation features are the same every
+    epoch: computed at the first validation (not before the first batch), then reused."""
+    cached = None
+
+    def validate():
+        nonlocal cached
+        if frozen and cached is None:
+            cached = features_of(model, data.x_val)
+        return evaluate(model, data.x_val, data.y_val, features=cached)
+
+    return validate
+
+
 def run_epochs(framework: str, epochs: int, n_train: int, batch_size: int,
                train_batches: Callable[[int], Iterator[tuple[float, int, int, float]]],
                validate: Callable[[], tuple[float, float, object]],

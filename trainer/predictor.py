@@ -38,6 +38,17 @@ class Predictor:
                     self.loaded[framework] = (model, metadata, mtime)
             return {fw: meta for fw, (_, meta, _) in self.loaded.items()}
 
+    def refresh_in_background(self) -> None:
+        """Start a refresh in a thread unless one is running; its errors wait for `refresh()`."""
+        if not self.lock.locked():
+            threading.Thread(target=self._refresh_quietly, daemon=True).start()
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # noqa: BLE001 - the next refresh() raises it, where it can be reported
+            pass
+
     def saved(self) -> dict[str, dict]:
         """Framework -> metadata of the complete saved models on disk, without loading them."""
         return {fw: store.read_metadata(folder) for fw, folder in store.find_models(self.models_dir).items()}

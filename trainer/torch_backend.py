@@ -231,14 +231,7 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
             correct = int((logits.argmax(1) == y_train[index]).sum())
             yield loss.item(), len(index), correct, data_s
 
-    cached_val = None  # frozen backbone: validation features are the same every epoch
-
-    def validate():
-        nonlocal cached_val
-        if frozen and cached_val is None:  # computed at the first validation, not before the first batch
-            cached_val = features_of(model, data.x_val)
-        return evaluate(model, data.x_val, data.y_val, features=cached_val)
-
+    validate = loop.validation(model, data, frozen, features_of, evaluate)
     return loop.run_epochs(FRAMEWORK, config.epochs, len(data.y_train), config.batch_size,
                            train_batches, validate, on_event, should_stop)
 

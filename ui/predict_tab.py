@@ -4,7 +4,6 @@ first prediction), once, and reload when a run saves new ones."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import gradio as gr
@@ -65,16 +64,7 @@ def load_models_in_background() -> None:
     """Load (or reload) the saved models while the user picks images. Not at start-up: loading
     TensorFlow, torch and two ResNet-50s takes ~10 s of both cores here, which a training started
     meanwhile would wait for."""
-    predictor = shared.predictor()
-    if not predictor.lock.locked():
-        threading.Thread(target=_load_quietly, args=(predictor,), daemon=True).start()
-
-
-def _load_quietly(predictor) -> None:
-    try:
-        predictor.refresh()
-    except Exception:  # noqa: BLE001 - a prediction reports it, with the reason
-        pass
+    shared.predictor().refresh_in_background()
 
 
 def verdict(result: dict) -> str:
