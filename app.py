@@ -25,19 +25,21 @@ few hundred images, in both frameworks side by side, after
 
 
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="Keras vs. PyTorch: transfer learning") as demo:
+    # Each visitor's workspace id lives in their browser (encrypted with a key the server keeps
+    # across restarts), so a reload or a closed tab finds their data, runs and models again.
+    with gr.Blocks(title="Keras vs. PyTorch: transfer learning", delete_cache=(3600, 3600)) as demo:
+        browser = gr.BrowserState("", storage_key="avp-workspace", secret=shared.workspaces().secret())
         gr.Markdown(INTRO)
         with gr.Tab("Augment"):
             augment_controls, augment_load = augment_tab.build()
         with gr.Tab("Train"):
-            train_loads = train_tab.build(augment_controls)
+            train_loads = train_tab.build(browser, augment_controls)
         with gr.Tab("Predict") as predict:
-            predict_loads = predict_tab.build(predict)
-        gr.api(train_tab.status_api, api_name="training_status")
+            predict_loads = predict_tab.build(predict, browser)
         demo.load(*augment_load, api_visibility="private")
         for fn, inputs, outputs in [*train_loads, *predict_loads]:
             demo.load(fn, inputs, outputs, api_visibility="private")
-    demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.queue(default_concurrency_limit=2, max_size=256)
     return demo
 
 
@@ -49,6 +51,7 @@ def launch_options() -> dict:
 
 
 def main() -> None:
+    shared.start_background_work()
     build_demo().launch(**launch_options())
 
 

@@ -11,7 +11,11 @@ of the side.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
+
+
+NUMBERS = ("shear_deg", "zoom_min", "zoom_max", "rotation_deg", "shift")
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,13 @@ class AugmentConfig:
 
     def validate(self) -> list[str]:
         """Return the problems with these settings as sentences; empty when they are fine."""
-        problems = []
+        problems = [f"{name} must be a number, got {getattr(self, name)!r}"[:200] for name in NUMBERS
+                    if not isinstance(getattr(self, name), (int, float)) or isinstance(getattr(self, name), bool)
+                    or not math.isfinite(getattr(self, name))]
+        problems += [f"{name} must be true or false, got {getattr(self, name)!r}"[:200]
+                     for name in ("enabled", "hflip", "vflip") if not isinstance(getattr(self, name), bool)]
+        if problems:
+            return problems
         if not 0 <= self.shear_deg < 45:
             problems.append(f"shear must be between 0 and 45 degrees, got {self.shear_deg}")
         if not 0.25 <= self.zoom_min <= self.zoom_max <= 4:

@@ -77,7 +77,8 @@ class TrainConfig:
             problems.append(f"framework must be keras, pytorch or both, got {self.framework!r}")
         for name, low, high in (("epochs", 1, 1000), ("batch_size", 1, 1024),
                                 ("image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
-                                ("head_units", 1, 8192), ("unfreeze", 0, 4), ("limit", 0, 10**7)):
+                                ("head_units", 1, 8192), ("unfreeze", 0, 4), ("limit", 0, 10**7),
+                                ("seed", 0, 2**32 - 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 problems.append(f"{name} must be a whole number from {low} to {high}, got {value!r}")
@@ -85,6 +86,14 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 < value < 1:
                 problems.append(f"{name} must be a number between 0 and 1, got {value!r}")
+        for name in ("framework", "weights", "device", "precision", "data_dir", "out_dir"):
+            if not isinstance(getattr(self, name), str):
+                problems.append(f"{name} must be text, got {getattr(self, name)!r}"[:200])
+        for name in ("feature_cache", "allow_random_init"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}"[:200])
+        if problems:
+            raise ValueError("invalid training settings: " + "; ".join(problems))
         if self.weights not in WEIGHT_CHOICES and not Path(self.weights).is_file():
             problems.append(
                 f"weights must be imagenet, none or an existing file, got {self.weights!r}")
@@ -116,6 +125,12 @@ class TrainConfig:
             raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
         if isinstance(values.get("augment"), dict):
             values["augment"] = AugmentConfig.from_dict(values["augment"])
+        elif "augment" in values and not isinstance(values["augment"], AugmentConfig):
+            raise ValueError("augment must be an object of augmentation settings by name")
+        for f in fields(cls):  # sliders and JSON give 3.0 for 3: accept whole numbers as int fields
+            value = values.get(f.name)
+            if f.type == "int" and isinstance(value, float) and value.is_integer():
+                values[f.name] = int(value)
         return cls(**values)
 
     @classmethod

@@ -1,152 +1,343 @@
-"""One training at a time for a whole server, run in its own process (trainer/worker.py).
+"""The training queue of a whole server: runs wait in FIFO order, `max_runs` train at once, each
+in its own process (trainer/worker.py), and every visitor sees and acts on their own run only.
 
-`Jobs.start(config)` starts a run unless one is going; `Jobs.view()` says what the newest run is
-doing (any page, any user, also after the tab that started it was closed); `Jobs.stop()` asks the
-run to stop after its current batch. Runs live in `<runs>/<id>/` (config, events, log), so a
-restarted server still shows the last run. No framework import.
+    jobs = Jobs(workspaces, state_dir, max_runs=1)
+    jobs.submit(space, config)   # queue a run; Busy if this workspace already has one waiting or going
+    jobs.view(space)             # its newest run: status, events, place in the queue, estimated start
+    jobs.cancel(space)           # its own run: leaves the queue, or stops after the current batch
+    jobs.schedule()              # start waiting runs while a slot is free (the app calls it every second)
+    jobs.overview()              # what anybody may know: how many runs train and how many wait
+
+Runs live in their workspace (`<workspace>/runs/<id>/`: config.json, events.jsonl, worker.log). The
+queue and the running runs are kept in `<state_dir>/queue.json`, written atomically, so a restarted
+app finds them: a running run goes on in its own process (a new session, not the app's child) and
+is recognised again by its pid; waiting runs start in order. No framework import.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from trainer import worker
 from trainer.config import TrainConfig
+from trainer.workspace import Workspace, Workspaces
 
 ROOT = Path(__file__).resolve().parents[1]
-STOP_GRACE_S = 120  # after this long without stopping, the run is killed
+STOP_GRACE_S = 120  # a run that has not stopped this long after Stop is killed
+KEEP_RUNS = 5  # finished runs kept per workspace (the newest)
+DEFAULT_UNIT_S = 60.0  # seconds per framework-epoch assumed before any run has finished
+START_UP_S = 10.0  # a worker's start-up: imports, decoding
+ACTIVE = ("queued", "starting", "running", "stopping")  # statuses of a run still waiting or going
 
 
 class Busy(RuntimeError):
-    """A run is already going."""
+    """This workspace already has a run waiting or going."""
 
 
-ACTIVE = ("starting", "running", "stopping")  # statuses of a run still going
+class QueueFull(RuntimeError):
+    """Too many runs are waiting."""
+
+
+@dataclass
+class Entry:
+    """A run in the queue or in training."""
+    workspace: str
+    run: str
+    units: int  # framework-epochs, for estimates
+    queued_at: float
+    started_at: float | None = None
+    pid: int | None = None
 
 
 @dataclass
 class RunView:
-    """What a page shows of a run."""
+    """What a run's owner sees of it."""
     run_id: str
-    status: str  # starting, running, stopping, done, stopped, failed
+    status: str  # none, queued, starting, running, stopping, done, stopped, failed, cancelled
     events: list[dict] = field(default_factory=list)
     error: str | None = None
+    position: int | None = None  # 1 = next to start
+    start_in_s: float | None = None  # estimated seconds until it starts
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
 
 
+def default_max_runs() -> int:
+    """`AVP_MAX_RUNS`, else 1: on a CPU one run takes every core, and two would each go at half speed."""
+    return max(1, int(os.environ.get("AVP_MAX_RUNS", 1)))
+
+
 class Jobs:
-    def __init__(self, runs_dir: str | Path):
-        self.runs_dir = Path(runs_dir)
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = threading.Lock()
-        self.process: subprocess.Popen | None = None
-        self.run_dir: Path | None = self.newest_run()
-        self._cache: tuple[tuple, list] = ((), [])
+    def __init__(self, workspaces: Workspaces, state_dir: str | Path, max_runs: int | None = None,
+                 max_waiting: int | None = None):
+        self.workspaces = workspaces
+        self.state_file = Path(state_dir) / "queue.json"
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.max_runs = max_runs or default_max_runs()
+        self.max_waiting = max_waiting or int(os.environ.get("AVP_MAX_QUEUE", 100))
+        self.lock = threading.RLock()
+        self.processes: dict[str, subprocess.Popen] = {}  # run id -> the worker this app started
+        self.waiting, self.running, self.unit_seconds = self._load()
 
-    def runs(self) -> list[Path]:
-        """Run folders, oldest first (their names are start times)."""
-        return sorted(p for p in self.runs_dir.iterdir() if (p / worker.CONFIG).is_file())
+    # ------------------------------------------------------------ state on disk
 
-    def newest_run(self) -> Path | None:
-        return (self.runs() or [None])[-1]
+    def _load(self) -> tuple[list[Entry], list[Entry], list[float]]:
+        try:
+            state = json.loads(self.state_file.read_text())
+            return ([Entry(**e) for e in state["waiting"]], [Entry(**e) for e in state["running"]],
+                    [float(s) for s in state.get("unit_seconds", [])])
+        except (OSError, ValueError, KeyError, TypeError):
+            return [], [], []
 
-    def previous_run(self) -> Path | None:
-        runs = self.runs()
-        return runs[-2] if len(runs) > 1 else None
+    def _save(self) -> None:
+        state = {"waiting": [asdict(e) for e in self.waiting], "running": [asdict(e) for e in self.running],
+                 "unit_seconds": self.unit_seconds[-20:]}
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state))
+        os.replace(temporary, self.state_file)
 
-    def start(self, config: TrainConfig) -> str:
+    def run_dir(self, entry: Entry) -> Path:
+        return self.workspaces.root / entry.workspace / "runs" / entry.run
+
+    # ------------------------------------------------------------ a visitor's actions
+
+    def submit(self, space: Workspace, config: TrainConfig) -> str:
+        """Queue a run of `config` for `space`; return its id."""
         config.validate()
         with self.lock:
-            if self.view().active:
-                raise Busy("a training run is in progress; watch it here, or wait for it to end")
+            if self._entry_of(space.id):
+                raise Busy("you already have a run waiting or training: stop it first, or wait for it to end")
+            if len(self.waiting) >= self.max_waiting:
+                raise QueueFull(f"the training queue is full ({len(self.waiting)} runs waiting): "
+                                "try again in a few minutes")
+            self._forget_old_runs(space)
             run_id = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-            run = self.runs_dir / run_id
-            run.mkdir()
+            run = space.runs / run_id
+            run.mkdir(parents=True)
             (run / worker.CONFIG).write_text(config.to_json())
-            log = open(run / worker.LOG, "w")
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "trainer.worker", str(run)], cwd=ROOT, env=env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            log.close()
-            self.run_dir = run
+            units = len(config.frameworks) * config.epochs
+            self.waiting.append(Entry(space.id, run_id, units, time.time()))
+            self._save()
+            self.schedule()
             return run_id
 
-    def stop(self) -> bool:
-        """Ask the newest run to stop after its current batch; False when none is going."""
-        view = self.view()
-        if not view.active or self.run_dir is None:
+    def cancel(self, space: Workspace) -> str | None:
+        """Take this workspace's run out of the queue, or ask it to stop after its current batch.
+        Return "cancelled", "stopping", or None when it has no run waiting or going."""
+        with self.lock:
+            entry = self._entry_of(space.id)
+            if entry is None:
+                return None
+            run = self.run_dir(entry)
+            if entry in self.waiting:
+                self.waiting.remove(entry)
+                self._save()
+                append_event(run, {"type": "finished", "status": "cancelled"})
+                return "cancelled"
+            (run / worker.STOP).touch()
+            threading.Thread(target=self._kill_if_stuck, args=(entry,), daemon=True).start()
+            return "stopping"
+
+    def _entry_of(self, workspace_id: str) -> Entry | None:
+        return next((e for e in self.running + self.waiting if e.workspace == workspace_id), None)
+
+    def in_use(self, workspace_id: str) -> bool:
+        """True while the workspace has a run waiting or going (the sweep must keep it)."""
+        with self.lock:
+            return self._entry_of(workspace_id) is not None
+
+    def _forget_old_runs(self, space: Workspace) -> None:
+        for run in runs_of(space)[:-(KEEP_RUNS - 1)]:
+            shutil.rmtree(run, ignore_errors=True)
+
+    # ------------------------------------------------------------ the scheduler
+
+    def schedule(self) -> None:
+        """Retire finished runs and start waiting ones while fewer than `max_runs` train."""
+        with self.lock:
+            changed = False
+            for entry in list(self.running):
+                if not self._alive(entry):
+                    self.running.remove(entry)
+                    self.processes.pop(entry.run, None)
+                    self._record_duration(entry)
+                    changed = True
+            while self.waiting and len(self.running) < self.max_runs:
+                entry = self.waiting.pop(0)
+                if not self.run_dir(entry).is_dir():  # its workspace was removed meanwhile
+                    changed = True
+                    continue
+                self._launch(entry)
+                self.running.append(entry)
+                changed = True
+            if changed:
+                self._save()
+
+    def _launch(self, entry: Entry) -> None:
+        run = self.run_dir(entry)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+        with open(run / worker.LOG, "w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "trainer.worker", str(run)], cwd=ROOT, env=env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        entry.started_at, entry.pid = time.time(), process.pid
+        self.processes[entry.run] = process
+
+    def _alive(self, entry: Entry) -> bool:
+        run = self.run_dir(entry)
+        if any(e["type"] == "finished" for e in read_events(run)):
             return False
-        (self.run_dir / worker.STOP).touch()
-        threading.Thread(target=self._kill_if_stuck, args=(self.process,), daemon=True).start()
-        return True
+        process = self.processes.get(entry.run)
+        if process is not None:
+            return process.poll() is None
+        return entry.pid is not None and worker_alive(entry.pid, run)
 
-    def _kill_if_stuck(self, process: subprocess.Popen | None) -> None:
-        if process is None:
-            return
-        try:
-            process.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    def _record_duration(self, entry: Entry) -> None:
+        events = read_events(self.run_dir(entry))
+        if entry.started_at and any(e.get("status") == "done" for e in events if e["type"] == "finished"):
+            self.unit_seconds.append((time.time() - entry.started_at) / max(1, entry.units))
 
-    def events(self, run: Path | None = None) -> list[dict]:
-        run = run or self.run_dir
-        path = run / worker.EVENTS if run else None
-        if not path or not path.is_file():
-            return []
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if self._cache[0] != key:
-            lines = path.read_text().splitlines()
-            events = []
-            for line in lines:
-                try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError:  # a line being written right now
-                    break
-            self._cache = (key, events)
-        return self._cache[1]
+    def _kill_if_stuck(self, entry: Entry) -> None:
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            with self.lock:
+                if entry not in self.running or not self._alive(entry):
+                    return
+            time.sleep(1)
+        if entry.pid and worker_alive(entry.pid, self.run_dir(entry)):
+            os.killpg(entry.pid, signal.SIGKILL)
 
-    def view(self) -> RunView:
-        """The newest run's status, events and error."""
-        if self.run_dir is None:
-            return RunView("", "none")
-        events = self.events()
-        finished = next((e for e in reversed(events) if e["type"] == "finished"), None)
-        error = next((e["message"] for e in events if e["type"] == "error"), None)
-        if finished:
-            status = finished["status"]
-        elif self._alive():
-            status = "stopping" if (self.run_dir / worker.STOP).exists() else (
-                "running" if events else "starting")
-        else:
-            status = "failed"
-            error = error or ("the training process ended unexpectedly (killed, or out of memory); "
-                              "saved models are unchanged")
-        return RunView(self.run_dir.name, status, events, error)
+    # ------------------------------------------------------------ what the pages show
 
-    def _alive(self) -> bool:
-        if self.process is not None and self.run_dir is not None and str(self.run_dir) in self.process.args:
-            return self.process.poll() is None
-        begin = next((e for e in self.events() if e["type"] == "begin"), None)
-        return bool(begin) and pid_alive(begin["pid"]) and time.time() - (self.run_dir / worker.EVENTS).stat().st_mtime < 600
+    def estimate_s(self, entry: Entry) -> float:
+        """Expected seconds a run takes, from the runs finished lately (per framework-epoch)."""
+        recent = sorted(self.unit_seconds[-20:])
+        unit = recent[len(recent) // 2] if recent else DEFAULT_UNIT_S
+        return START_UP_S + unit * entry.units
+
+    def _starts_in(self, now: float) -> dict[str, float]:
+        """Run id -> estimated seconds until each waiting run starts, slot by slot, in order."""
+        free_at = []
+        for entry in self.running:
+            elapsed = now - (entry.started_at or now)
+            eta = latest(read_events(self.run_dir(entry)), "batch").get("eta_s", 0)
+            free_at.append(max(self.estimate_s(entry) - elapsed, eta, 1.0))
+        free_at += [0.0] * (self.max_runs - len(free_at))
+        starts = {}
+        for entry in self.waiting:
+            slot = min(range(len(free_at)), key=free_at.__getitem__)
+            starts[entry.run] = free_at[slot]
+            free_at[slot] += self.estimate_s(entry)
+        return starts
+
+    def overview(self) -> dict:
+        """The only thing any visitor learns of other visitors' runs."""
+        with self.lock:
+            return {"training": len(self.running), "waiting": len(self.waiting), "slots": self.max_runs}
+
+    def view(self, space: Workspace) -> RunView:
+        """This workspace's newest run."""
+        with self.lock:
+            runs = runs_of(space)
+            if not runs:
+                return RunView("", "none")
+            run = runs[-1]
+            events = read_events(run)
+            waiting = [e.run for e in self.waiting]
+            if run.name in waiting:
+                start_in = self._starts_in(time.time())[run.name]
+                return RunView(run.name, "queued", events, position=waiting.index(run.name) + 1,
+                               start_in_s=start_in)
+            going = any(e.run == run.name for e in self.running)
+            return RunView(run.name, run_status(run, events, going), events, run_error(events, going))
+
+    def previous_events(self, space: Workspace) -> list[dict]:
+        """Events of the run before the newest one that trained (the chart shows it faded)."""
+        for run in reversed(runs_of(space)[:-1]):
+            events = read_events(run)
+            if any(e["type"] == "batch" for e in events):
+                return events
+        return []
 
 
-def pid_alive(pid: int) -> bool:
+# ---------------------------------------------------------------- run folders
+
+def runs_of(space: Workspace) -> list[Path]:
+    """Run folders of a workspace, oldest first (their names are start times)."""
+    if not space.runs.is_dir():
+        return []
+    return sorted(p for p in space.runs.iterdir() if (p / worker.CONFIG).is_file())
+
+
+def run_status(run: Path, events: list[dict], going: bool) -> str:
+    finished = latest(events, "finished")
+    if finished:
+        return finished["status"]
+    if going:
+        if (run / worker.STOP).exists():
+            return "stopping"
+        return "running" if any(e["type"] == "start" for e in events) else "starting"
+    return "failed"
+
+
+def run_error(events: list[dict], going: bool) -> str | None:
+    error = next((e["message"] for e in events if e["type"] == "error"), None)
+    if error or going or latest(events, "finished"):
+        return error
+    return "the training process ended unexpectedly (killed, or out of memory)"
+
+
+def latest(events: list[dict], kind: str) -> dict:
+    return next((e for e in reversed(events) if e["type"] == kind), {})
+
+
+def append_event(run: Path, event: dict) -> None:
+    with open(run / worker.EVENTS, "a") as sink:
+        sink.write(json.dumps(event) + "\n")
+
+
+def read_events(run: Path) -> list[dict]:
+    """A run's events so far; a line being written right now is left for the next read."""
+    path = run / worker.EVENTS
     try:
-        os.kill(pid, 0)
-        return True
+        stat = path.stat()
+    except OSError:
+        return []
+    return list(_parse_events(str(path), stat.st_size, stat.st_mtime_ns))
+
+
+@lru_cache(maxsize=256)
+def _parse_events(path: str, size: int, mtime_ns: int) -> tuple[dict, ...]:
+    events = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return ()
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return tuple(events)
+
+
+def worker_alive(pid: int, run: Path) -> bool:
+    """True when `pid` is still the worker of `run` (not a later process that reused the pid)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
+    return str(run).encode() in command

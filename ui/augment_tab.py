@@ -85,8 +85,9 @@ def reroll() -> int:
     return random.randint(0, 99_999)
 
 
-def build() -> list[gr.components.Component]:
-    """Build the tab; return the augmentation controls (the Train tab trains with them)."""
+def build() -> tuple[dict[str, gr.components.Component], tuple]:
+    """Build the tab; return its augmentation controls by AugmentConfig field (the Train tab trains
+    with them) and its load event (fn, inputs, outputs)."""
     a = AugmentConfig()
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -115,10 +116,11 @@ def build() -> list[gr.components.Component]:
             with gr.Row():
                 keras_code = gr.Code(language="python", label="Keras: this pipeline")
                 torch_code = gr.Code(language="python", label="PyTorch: this pipeline")
-    controls = [shear, zoom_min, zoom_max, rotation, shift, hflip, vflip]
+    controls = {"shear_deg": shear, "zoom_min": zoom_min, "zoom_max": zoom_max, "rotation_deg": rotation,
+                "shift": shift, "hflip": hflip, "vflip": vflip}  # AugmentConfig's fields, by name
+    inputs = [image, *controls.values(), seed]
     outputs = [keras_gallery, torch_gallery, keras_view, torch_view, keras_code, torch_code]
-    gr.on([image.change, seed.change, *(c.change for c in controls)],
-          preview, [image, *controls, seed], outputs, api_name="preview", concurrency_limit=2,
-          concurrency_id="preview")
+    gr.on([image.change, seed.change, *(c.change for c in controls.values())],
+          preview, inputs, outputs, api_name="preview", concurrency_limit=2, concurrency_id="preview")
     reroll_button.click(reroll, None, seed, api_visibility="private")
-    return controls, (preview, [image, *controls, seed], outputs)
+    return controls, (preview, inputs, outputs)

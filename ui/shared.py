@@ -1,46 +1,139 @@
-"""What all users of one server share: the models folder, the runs folder, the one training job,
-and the loaded models. Everything per user lives in gr.State or in return values.
+"""What the app's visitors share, and the one way to reach what is theirs.
+
+Shared: the Space's reference models (`AVP_MODELS_DIR`, written by the owner with the CLI, never by
+the app), the server's data sets (`AVP_DATA_DIR`), the training queue, and loaded models.
+Per visitor: a workspace (trainer/workspace.py) found from the id kept in their browser; every
+handler that touches a visitor's data, runs or models goes through `workspace(id)`.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from trainer import data
 from trainer.config import default_data_dir
+from trainer.workspace import Workspace, Workspaces
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = Path(os.environ.get("AVP_MODELS_DIR", ROOT / "models")).resolve()
-RUNS_DIR = Path(os.environ.get("AVP_RUNS_DIR", ROOT / "runs")).resolve()
+WORKSPACES_DIR = Path(os.environ.get("AVP_WORKSPACES_DIR", ROOT / "workspaces")).resolve()
 ASSETS = ROOT / "assets"
 PREVIEW_SIZE = 224
 MAX_UPLOAD = os.environ.get("AVP_MAX_UPLOAD", "200mb")  # larger uploads are answered 413
+LOADED_MODEL_SETS = int(os.environ.get("AVP_LOADED_MODEL_SETS", 3))  # models folders kept in memory
+SWEEP_EVERY_S = 600
+
+
+class NoWorkspace(ValueError):
+    """An id that names no workspace (malformed, unknown or expired)."""
+
+
+@functools.cache
+def workspaces() -> Workspaces:
+    return Workspaces(WORKSPACES_DIR)
 
 
 @functools.cache
 def jobs():
     from trainer.jobs import Jobs
-    return Jobs(RUNS_DIR)
+    return Jobs(workspaces(), WORKSPACES_DIR / ".keep-queue")
 
 
-@functools.cache
-def predictor():
+def workspace(workspace_id: object) -> Workspace:
+    """The visitor's workspace; NoWorkspace when the id names none (the page then makes a new one)."""
+    space = workspaces().open(workspace_id)
+    if space is None:
+        raise NoWorkspace("unknown or expired workspace: reload the page (API: call /workspace first)")
+    return space
+
+
+def start_background_work() -> None:
+    """The scheduler (starts waiting runs each second) and the sweep (expired workspaces, every
+    10 minutes and now). One thread per app process."""
+    def loop():
+        ticks = 0
+        while True:
+            if ticks % SWEEP_EVERY_S == 0:
+                workspaces().sweep(in_use=jobs().in_use)
+            jobs().schedule()
+            ticks += 1
+            threading.Event().wait(1.0)
+    threading.Thread(target=loop, name="avp-scheduler", daemon=True).start()
+
+
+# ---------------------------------------------------------------- models in memory
+
+_predictors: OrderedDict[Path, object] = OrderedDict()
+_predictors_lock = threading.Lock()
+
+
+def predictor(models_dir: Path | None = None):
+    """The Predictor of a models folder (the reference models by default), kept in memory for the
+    `LOADED_MODEL_SETS` folders used most recently: thirty visitors' models cannot all stay loaded."""
     from trainer.predictor import Predictor
-    return Predictor(MODELS_DIR)
+    folder = Path(models_dir or MODELS_DIR)
+    with _predictors_lock:
+        if folder not in _predictors:
+            _predictors[folder] = Predictor(folder)
+        _predictors.move_to_end(folder)
+        while len(_predictors) > LOADED_MODEL_SETS:
+            _predictors.popitem(last=False)
+        return _predictors[folder]
+
+
+# ---------------------------------------------------------------- data sets
+
+def server_datasets() -> dict[str, Path]:
+    """Name -> folder of each data set on the server: `AVP_DATA_DIR` itself when it is one, else
+    each folder in it that is one. Visitors choose them by name."""
+    root = Path(default_data_dir())
+    if not root.is_dir():
+        return {}
+    if is_dataset(root):
+        return {root.resolve().name: root}
+    return {p.name: p for p in data.subfolders(root) if is_dataset(p)}
+
+
+def is_dataset(folder: Path) -> bool:
+    """Cheap look (nothing decoded): a train split, or at least two class folders."""
+    if data.find_split(folder, "train") is not None:
+        return True
+    classes = data.subfolders(folder)
+    return len(classes) >= 2 and not any(data.find_split(c, "train") for c in classes)
+
+
+def dataset_choices(space: Workspace | None) -> list[tuple[str, str]]:
+    """(label, value) of every data set a visitor may train on: the server's, then their uploads."""
+    choices = [(f"{name} (on the server)", f"server/{name}") for name in server_datasets()]
+    if space is not None:
+        choices += [(f"{name} (your upload)", f"upload/{name}") for name in space.upload_names()]
+    return choices
+
+
+def dataset_path(value: object, space: Workspace) -> Path:
+    """The folder of a data set named as in `dataset_choices`; ValueError naming the choices."""
+    kind, _, name = str(value).partition("/")
+    found = server_datasets().get(name) if kind == "server" else (
+        space.upload_path(name) if kind == "upload" else None)
+    if found is None:
+        names = ", ".join(v for _, v in dataset_choices(space)) or "none yet: upload a .zip"
+        raise ValueError(f"unknown data set {str(value)[:80]!r}; choose one of: {names}")
+    return found
 
 
 def example_images(per_class: int = 2) -> list[str]:
-    """A few validation images of the data folder, else the project's own test card.
+    """A few validation images of the first server data set, else the project's own test card.
 
     Quick on purpose (it runs while the page is built): files are listed, not decoded; a broken
     one says so when it is clicked.
     """
     picks = []
-    root = Path(default_data_dir())
-    if root.is_dir():
-        root = data.resolve_root(root)
+    for folder in list(server_datasets().values())[:1]:
+        root = data.resolve_root(folder)
         split = data.find_split(root, "val") or data.find_split(root, "train") or root
         for class_dir in data.subfolders(split):
             files = sorted(p for p in class_dir.iterdir() if p.is_file() and data.visible(p))
@@ -51,6 +144,9 @@ def example_images(per_class: int = 2) -> list[str]:
 def public_error(error: BaseException) -> str:
     """An error message fit for a page: no server folders."""
     text = str(error)
-    for folder in {str(ROOT), str(Path.home())}:
-        text = text.replace(folder, "…")
+    for folder in sorted({str(WORKSPACES_DIR), str(ROOT), str(Path.home()),
+                          str(Path(default_data_dir()).resolve())}, key=len,
+                         reverse=True):
+        if folder and folder not in (".", "/"):
+            text = text.replace(folder, "…")
     return text

@@ -1,26 +1,34 @@
-"""Train tab: pick frameworks, data and settings; Start and Stop one server-wide run; watch it live.
+"""Train tab: choose a data set and settings, queue a run, watch it live, stop it.
 
-The run itself happens in a separate process (trainer/jobs.py, trainer/worker.py). Every page polls
-it with a gr.Timer, so a closed tab loses nothing and any user sees the run in progress.
+Each visitor acts on their own workspace (ui/shared.py): their uploads, their one run waiting or
+going, their models. Runs wait in a server-wide queue (trainer/jobs.py) and train in separate
+processes; the page polls its own run with a gr.Timer, so a closed tab loses nothing. Other
+visitors' runs show only as "the trainer is busy" and the length of the queue.
+
+Settings travel by name: every setting widget is passed to the handlers as a keyword argument
+named after its TrainConfig field (`augment.<field>` for the augmentation), and the API takes the
+same names as one JSON object.
 """
 
 from __future__ import annotations
 
-import shutil
+import json
 import time
-import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import gradio as gr
 
 from trainer import archive, data, weights
-from trainer.augment import AugmentConfig
 from trainer.cli import HELP
-from trainer.config import TrainConfig, default_data_dir
-from trainer.jobs import Busy
-from ui import charts, shared
+from trainer.config import TrainConfig
+from trainer.jobs import Busy, QueueFull, RunView
+from trainer.workspace import QuotaExceeded, Workspace
+from ui import charts, shared, text
 
 POLL_S = 1.0
+MODEL_BYTES = 100 * 2**20  # a saved ResNet-50 (either framework), for the quota check before a run
+SERVER_CHOSEN = ("data_dir", "out_dir", "device", "precision")  # settings the app decides, not visitors
 WEIGHTS_TEXT = {
     "cached": "ImageNet weights: **ready** (in the local cache).",
     "downloadable": "ImageNet weights: **downloaded on the first run** (about 100 MB).",
@@ -28,70 +36,204 @@ WEIGHTS_TEXT = {
                     "*Allow random initialisation* or weights = none: it then learns from scratch "
                     "on a few hundred images, and accuracy stays near chance (about 50% here)."),
 }
+VIEW = ("progress", "queue", "chart", "log", "summary", "confusion", "mistakes", "stop")  # poll's outputs
 
 
-# ---------------------------------------------------------------- data set
+class PageError(gr.Error):
+    """A refusal shown to the visitor as a pop-up."""
+
+
+# ---------------------------------------------------------------- workspace and settings
+
+def open_workspace(workspace_id: str | None):
+    """On page load: the visitor's workspace (a new one if theirs expired), their data sets and the
+    settings of their last Start. Returns the id to keep in the browser, then the widgets' values."""
+    space = shared.workspaces().open_or_create(workspace_id)
+    saved = load_settings(space)
+    choices = shared.dataset_choices(space)
+    values = [c[1] for c in choices]
+    dataset = saved.get("dataset") if saved.get("dataset") in values else (values[0] if values else None)
+    form = {**flatten(saved), "dataset": gr.Dropdown(choices=choices, value=dataset)}
+    return space.id, form
+
+
+def load_settings(space: Workspace) -> dict:
+    try:
+        saved = json.loads(space.settings_file.read_text())
+        return saved if isinstance(saved, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def nest(values: dict) -> dict:
+    """{"epochs": 3, "augment.shear_deg": 10} -> {"epochs": 3, "augment": {"shear_deg": 10}}."""
+    settings: dict = {}
+    for key, value in values.items():
+        group, _, name = key.rpartition(".")
+        (settings.setdefault(group, {}) if group else settings)[name] = value
+    return settings
+
+
+def flatten(settings: dict) -> dict:
+    """The inverse of `nest`."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{name}": v for name, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def config_for(space: Workspace, settings: dict) -> TrainConfig:
+    """A visitor's named settings (page or API) -> a validated TrainConfig for their workspace.
+    Folders are the server's choice: the data set is named, the models go to the workspace."""
+    if not isinstance(settings, dict):
+        raise ValueError("settings must be a JSON object of TrainConfig fields by name")
+    values = dict(settings)
+    named = [key for key in SERVER_CHOSEN if key in values]
+    if named:
+        raise ValueError(f"{', '.join(named)} cannot be set here: name a data set with 'dataset'")
+    if values.get("weights", "imagenet") not in ("imagenet", "none"):
+        raise ValueError("weights must be imagenet or none")
+    folder = shared.dataset_path(values.pop("dataset", None), space)
+    return TrainConfig.from_dict({**values, "data_dir": str(folder), "out_dir": str(space.models)}).validate()
+
+
+def submit(space: Workspace, settings: dict) -> RunView:
+    """Check everything a run needs, then queue it. Raises PageError saying what is wrong."""
+    try:
+        config = config_for(space, settings)
+        if config.weights == "imagenet" and not config.allow_random_init:
+            missing = [fw for fw in config.frameworks if weights.status(fw) == "unavailable"]
+            if missing:
+                raise ValueError(f"ImageNet weights for {', '.join(missing)} are not available here (no "
+                                 "cache, no internet): tick 'Allow random initialisation' or choose weights none")
+        data.discover(config.data_dir, config.seed)
+        kept = sum(f.stat().st_size for f in space.models.rglob("*") if f.is_file())
+        space.require_free(MODEL_BYTES * len(config.frameworks) - kept, "saving the trained models")
+        shared.jobs().submit(space, config)
+    except (ValueError, TypeError, Busy, QueueFull, QuotaExceeded) as error:
+        raise PageError(text.plain(shared.public_error(error), 600)) from None
+    return shared.jobs().view(space)
+
+
+def page_workspace(workspace_id: str | None) -> Workspace:
+    try:
+        return shared.workspace(workspace_id)
+    except shared.NoWorkspace as error:
+        raise PageError(str(error)) from None
+
+
+def start_pressed(workspace_id: str | None, **values) -> str:
+    """Start pressed: keep the settings (a reload brings them back), then queue the run."""
+    space = page_workspace(workspace_id)
+    settings = nest(values)
+    space.settings_file.write_text(json.dumps(settings))
+    view = submit(space, settings)
+    return progress_text(view, shared.jobs().overview())
+
+
+def stop_pressed(workspace_id: str | None) -> str:
+    outcome = shared.jobs().cancel(page_workspace(workspace_id))
+    return {"cancelled": "Taken out of the queue.", "stopping": "Stopping after the current batch ...",
+            None: "You have no run waiting or training."}[outcome]
+
+
+# ---------------------------------------------------------------- data sets
 
 def describe(dataset: data.DataSet, name: str) -> str:
-    lines = [f"**{name}**: {len(dataset.classes)} classes: {', '.join(dataset.classes)}", ""]
+    lines = [f"**{text.md(name)}**: {len(dataset.classes)} classes: {text.md_list(dataset.classes)}", ""]
     for split, label in (("train", "train"), ("val", "validation")):
-        counts = ", ".join(f"{c} {n}" for c, n in dataset.counts(split).items())
+        counts = ", ".join(f"{text.md(c, 60)} {n}" for c, n in dataset.counts(split).items())
         lines.append(f"- {label}: {len(getattr(dataset, split))} images ({counts})")
-    lines += [f"- note: {note}" for note in dataset.notes]
+    lines += [f"- note: {text.md(note)}" for note in dataset.notes]
     if dataset.skipped:
-        lines.append(f"- skipped {len(dataset.skipped)} unreadable file(s): "
-                     + ", ".join(f"`{p.name}` ({why})" for p, why in dataset.skipped[:10]))
+        names = ", ".join(f"`{text.plain(relative(p, dataset.root), 80)}` ({text.md(why)})"
+                          for p, why in dataset.skipped[:10])
+        lines.append(f"- skipped {len(dataset.skipped)} unreadable file(s): {names}")
     return "\n".join(lines)
 
 
+def relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return Path(path).name
+
+
 def problems_text(name: str, error: data.DataError) -> str:
-    return f"**{name} cannot be trained on:**\n" + "\n".join(
-        f"- {shared.public_error(p)}" for p in error.problems)
+    return f"**{text.md(name)} cannot be trained on:**\n" + "\n".join(
+        f"- {text.md(shared.public_error(p), 400)}" for p in error.problems)
 
 
-def check_data(data_dir: str, uploaded: str | None) -> str:
-    folder = uploaded or data_dir
+def check_data(workspace_id: str | None, dataset: str | None) -> str:
+    space = page_workspace(workspace_id)
+    if not dataset:
+        return "No data set yet: upload a .zip of class folders, or use **Download the AvP images**."
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return describe(data.discover(folder), "uploaded data set" if uploaded else folder)
-    except data.DataError as error:
-        return problems_text("uploaded data set" if uploaded else folder, error) + (
-            "\n\nUse **Download the AvP images**, or upload a .zip of class folders." if not uploaded else "")
+        folder = shared.dataset_path(dataset, space)
+        return describe(data.discover(folder), dataset.partition("/")[2])
+    except ValueError as error:
+        problems = error if isinstance(error, data.DataError) else data.DataError([str(error)])
+        return problems_text(dataset.partition("/")[2], problems)
 
 
-def upload_zip(path: str | None, previous: str | None):
-    """Unpack an uploaded .zip into a fresh folder of this session and check it."""
-    remove_upload(previous)
+def upload_zip(workspace_id: str | None, path: str | None):
+    """Unpack an uploaded .zip into the visitor's workspace, check it, and select it."""
+    space = page_workspace(workspace_id)
     if not path:
-        return None, "No upload: training uses the data folder."
+        return gr.skip(), "No file."
+    name = Path(path).name
     try:
-        extracted = archive.extract_zip(path)
-    except data.DataError as error:
-        return None, problems_text(Path(path).name, error)
-    skipped = "".join(f"\n- skipped zip entry `{entry}`: {why}" for entry, why in extracted.skipped[:10])
+        folder, skipped = unpack(space, Path(path))
+    except (data.DataError, QuotaExceeded) as error:
+        problems = error if isinstance(error, data.DataError) else data.DataError([str(error)])
+        return gr.skip(), problems_text(name, problems)
+    finally:
+        Path(path).unlink(missing_ok=True)  # gradio's copy of the upload: the workspace has its own
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dataset = data.discover(extracted.root)
+        dataset = data.discover(folder)
     except data.DataError as error:
-        remove_upload(str(extracted.root))
-        return None, problems_text(Path(path).name, error) + skipped
-    return str(extracted.root), describe(dataset, Path(path).name) + skipped
+        space.remove_upload(folder.name)
+        return gr.skip(), problems_text(name, error) + skipped
+    value = f"upload/{folder.name}"
+    return gr.Dropdown(choices=shared.dataset_choices(space), value=value), describe(dataset, name) + skipped
 
 
-def remove_upload(folder: str | None) -> None:
-    if folder:
-        shutil.rmtree(folder, ignore_errors=True)
+def unpack(space: Workspace, zip_path: Path) -> tuple[Path, str]:
+    """Extract into the workspace within its free quota; (folder, text listing skipped entries)."""
+    incoming = space.uploads / ".incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    budget = min(archive.MAX_TOTAL_BYTES, space.free_bytes())
+    extracted = archive.extract_zip(zip_path, incoming, max_total_bytes=budget)
+    folder = space.upload_folder(zip_path.name)
+    extracted.root.replace(folder)
+    skipped = "".join(f"\n- skipped zip entry `{text.plain(entry, 80)}`: {text.md(why)}"
+                      for entry, why in extracted.skipped[:10])
+    return folder, skipped
 
 
-def fetch_avp(data_dir: str, progress=gr.Progress(track_tqdm=True)) -> str:
+def delete_upload(workspace_id: str | None, dataset: str | None):
+    space = page_workspace(workspace_id)
+    kind, _, name = (dataset or "").partition("/")
+    if kind != "upload" or not space.remove_upload(name):
+        return gr.skip(), "Only your own uploads can be deleted: choose one first."
+    return gr.Dropdown(choices=shared.dataset_choices(space), value=None), f"Deleted {text.md(name)}."
+
+
+def fetch_avp(progress=gr.Progress(track_tqdm=True)):
+    """Download the AvP images into the server's data folder (the same images for everybody)."""
     from trainer import fetch
+    from trainer.config import default_data_dir
+    target = Path(default_data_dir())
+    if shared.server_datasets():
+        return gr.skip(), "The server already has a data set: choose it above."
     try:
-        dataset = fetch.fetch(data_dir or default_data_dir())
+        fetch.fetch(str(target))
     except (fetch.FetchError, data.DataError) as error:
-        return f"**Download failed.** {shared.public_error(error)}"
-    return describe(dataset, data_dir)
+        return gr.skip(), f"**Download failed.** {text.md(shared.public_error(error), 400)}"
+    return gr.Dropdown(choices=shared.dataset_choices(None)), "Downloaded: choose it above."
 
 
 def weights_text(choice: str = "imagenet") -> str:
@@ -104,52 +246,6 @@ def weights_text(choice: str = "imagenet") -> str:
     return f"{WEIGHTS_TEXT[worst]} ({detail})"
 
 
-# ---------------------------------------------------------------- start and stop
-
-def make_config(framework, data_dir, uploaded, epochs, batch_size, lr, image_size, head_units, limit,
-                feature_cache, unfreeze, weights_choice, allow_random_init, seed, use_augment,
-                shear, zoom_min, zoom_max, rotation, shift, hflip, vflip) -> TrainConfig:
-    aug = AugmentConfig(enabled=bool(use_augment), shear_deg=float(shear), zoom_min=float(zoom_min),
-                        zoom_max=float(zoom_max), rotation_deg=float(rotation), shift=float(shift),
-                        hflip=bool(hflip), vflip=bool(vflip))
-    return TrainConfig(
-        framework=framework, data_dir=uploaded or data_dir, out_dir=str(shared.MODELS_DIR),
-        epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), image_size=int(image_size),
-        head_units=int(head_units), limit=int(limit or 0), feature_cache=bool(feature_cache),
-        unfreeze=int(unfreeze), weights=weights_choice, allow_random_init=bool(allow_random_init),
-        seed=int(seed), augment=aug).validate()
-
-
-def start(*values) -> str:
-    try:
-        config = make_config(*values)
-    except ValueError as error:
-        raise gr.Error(str(error)) from None
-    if config.weights == "imagenet" and not config.allow_random_init:
-        missing = [fw for fw in config.frameworks if weights.status(fw) == "unavailable"]
-        if missing:
-            raise gr.Error(f"ImageNet weights for {', '.join(missing)} are not available here (no cache, "
-                           "no internet). Tick 'Allow random initialisation' or choose weights = none.")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            data.discover(config.data_dir, config.seed)
-    except data.DataError as error:
-        raise gr.Error(shared.public_error(error)) from None
-    try:
-        run_id = shared.jobs().start(config)
-    except Busy as error:
-        gr.Warning(str(error))
-        return "A run is already in progress: its progress is shown here."
-    return f"Starting run {run_id} ..."
-
-
-def stop() -> str:
-    if shared.jobs().stop():
-        return "Stopping after the current batch ..."
-    return "No run is in progress."
-
-
 # ---------------------------------------------------------------- live view
 
 def fmt_seconds(seconds: float) -> str:
@@ -157,37 +253,56 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def progress_text(view) -> str:
+def queue_text(overview: dict) -> str:
+    busy = overview["training"]
+    if not busy and not overview["waiting"]:
+        return "The trainer is free."
+    return (f"The trainer is busy: {busy} of {overview['slots']} slot(s) training, "
+            f"{overview['waiting']} run(s) waiting.")
+
+
+def progress_text(view: RunView, overview: dict) -> str:
     if view.status == "none":
         return "No run yet. Choose settings and press **Start**."
-    events = view.events
+    if view.status == "queued":
+        return (f"**Waiting in the queue: number {view.position}.** Estimated start in about "
+                f"{fmt_seconds(view.start_in_s or 0)} ({queue_text(overview)})")
     title = {"starting": "Starting (loading libraries and images) ...", "running": "Running",
              "stopping": "Stopping after the current batch ...", "done": "Finished",
-             "stopped": "Stopped by Stop: the models saved before this run are unchanged",
-             "failed": "Failed"}[view.status]
-    lines = [f"**{title}** (run {view.run_id})"]
-    batch = next((e for e in reversed(events) if e["type"] == "batch"), None)
-    if batch:
-        started = next((e for e in reversed(events) if e["type"] == "start" and e["framework"] == batch["framework"]), {})
+             "stopped": "Stopped by Stop", "failed": "Failed", "cancelled": "Cancelled before it started"}[view.status]
+    lines = [f"**{title}**"]
+    batch = next((e for e in reversed(view.events) if e["type"] == "batch"), None)
+    if batch and view.active:
+        started = next((e for e in reversed(view.events)
+                        if e["type"] == "start" and e["framework"] == batch["framework"]), {})
         lines.append(
             f"{batch['framework']} on {started.get('device', '?')}: epoch {batch['epoch']}/{batch['epochs']}, "
             f"batch {batch['batch']}/{batch['batches']} | {batch['images_per_s']:.1f} images/s | "
             f"elapsed {fmt_seconds(batch['elapsed_s'])} | ETA {fmt_seconds(batch['eta_s'])}")
+    if view.status in ("stopped", "failed"):
+        lines.append(saved_text(view.events))
     if view.error:
-        lines.append(f"**Error:** {view.error}")
+        lines.append(f"**Error:** {text.md(view.error, 600)}")
     return "\n\n".join(lines)
+
+
+def saved_text(events: list[dict]) -> str:
+    """What a stopped or failed run left: each framework saved before the stop, or nothing."""
+    saved = [e["framework"] for e in events if e["type"] == "end" and e.get("saved_to")]
+    if saved:
+        return f"Saved before it ended: {', '.join(saved)} (your other models are unchanged)."
+    return "Nothing was saved: your models are unchanged."
 
 
 def log_text(events: list[dict]) -> str:
     lines = []
     for e in events:
-        if e["type"] == "warning":
-            lines.append(f"warning: {e['message']}")
-        elif e["type"] == "error":
-            lines.append(f"error: {e['message']}")
+        if e["type"] in ("warning", "error"):
+            lines.append(f"{e['type']}: {text.plain(shared.public_error(Exception(e['message'])), 400)}")
         elif e["type"] == "start":
             lines.append(f"{e['framework']}: {e['train_images']} train / {e['val_images']} validation images, "
-                         f"{e['device']}, {e.get('precision', 'float32')}, pretrained={e['pretrained']}, augmentation={'on' if e['augment'] else 'off'}"
+                         f"{e['device']}, {e.get('precision', 'float32')}, pretrained={e['pretrained']}, "
+                         f"augmentation={'on' if e['augment'] else 'off'}"
                          + (", feature cache" if e["feature_cache"] else ""))
         elif e["type"] == "epoch":
             lines.append(f"{e['framework']} epoch {e['epoch']}/{e['epochs']}: train loss {e['train_loss']:.3f}, "
@@ -195,7 +310,7 @@ def log_text(events: list[dict]) -> str:
         elif e["type"] == "stopped":
             lines.append(f"{e['framework']}: stopped at epoch {e['epoch']}, batch {e['batch']}; not saved")
         elif e["type"] == "end" and e.get("saved_to"):
-            lines.append(f"{e['framework']}: saved; the Predict tab now uses it")
+            lines.append(f"{e['framework']}: saved; your Predict tab now uses it")
     return "\n".join(lines)
 
 
@@ -215,98 +330,172 @@ def mistakes_gallery(ends: list[dict]) -> list:
             except data.ImageError:
                 continue
             image.thumbnail((160, 160))
-            items.append((image, f"{e['framework']}: {m['true']} → {m['predicted']} ({m['probability']:.2f})"))
+            items.append((image, text.plain(f"{e['framework']}: {m['true']} → {m['predicted']} "
+                                            f"({m['probability']:.2f})", 120)))
     return items
 
 
-def chart_update(events: list[dict], previous: list[dict]):
-    points = sum(e["type"] in ("batch", "epoch") for e in events)
-    return gr.Plot(charts.training_figure(events, previous), label=f"Loss and accuracy: {points} points")
+_rendered: OrderedDict[tuple, dict] = OrderedDict()  # the last views rendered, by what they show
 
 
-def poll(seen: str):
-    """Everything the page shows of the newest run; skipped when nothing changed."""
-    jobs = shared.jobs()
-    view = jobs.view()
-    key = f"{view.run_id}:{len(view.events)}:{view.status}"
-    if key == seen:
-        return [gr.skip()] * 8
+def render(space: Workspace, view: RunView, overview: dict) -> dict:
+    """Everything the page shows of a run, rendered once per new event and then served cached."""
+    key = (space.id, view.run_id, len(view.events), view.status, view.position,
+           round((view.start_in_s or 0) / 5), tuple(overview.values()))
+    if key in _rendered:
+        return _rendered[key]
     ends = [e for e in view.events if e["type"] == "end"]
-    previous = jobs.events(jobs.previous_run()) if jobs.previous_run() else []
-    finished = not view.active
-    return [
-        key, progress_text(view), chart_update(view.events, previous), log_text(view.events),
-        summary_rows(ends) if finished else gr.skip(),
-        charts.confusion_figure(ends) if finished else gr.skip(),
-        mistakes_gallery(ends) if finished else gr.skip(),
-        gr.Button(interactive=view.active),
-    ]
+    finished = not view.active and bool(ends)
+    points = sum(e["type"] in ("batch", "epoch") for e in view.events)
+    parts = {
+        "progress": progress_text(view, overview), "queue": queue_text(overview),
+        "chart": gr.Plot(charts.training_figure(view.events, shared.jobs().previous_events(space)),
+                         label=f"Loss and accuracy: {points} points"),
+        "log": log_text(view.events),
+        "summary": summary_rows(ends) if finished else gr.skip(),
+        "confusion": charts.confusion_figure(ends) if finished else gr.skip(),
+        "mistakes": mistakes_gallery(ends) if finished else gr.skip(),
+        "stop": gr.Button(interactive=view.active),
+    }
+    _rendered[key] = parts
+    while len(_rendered) > 64:
+        _rendered.popitem(last=False)
+    return parts
+
+
+def poll(workspace_id: str | None, seen: str):
+    """The page's timer: this visitor's run and the queue's length; skipped when nothing changed."""
+    space = shared.workspaces().open(workspace_id)
+    if space is None:
+        return gr.skip()
+    view, overview = shared.jobs().view(space), shared.jobs().overview()
+    key = f"{view.run_id}:{len(view.events)}:{view.status}:{view.position}:{round(view.start_in_s or 0)}:{overview}"
+    if key == seen:
+        return gr.skip()
+    parts = render(space, view, overview)
+    return [key, *(parts[name] for name in VIEW)]
+
+
+# ---------------------------------------------------------------- API (gradio_client)
+
+def workspace_api(workspace: str = "") -> str:
+    """Your workspace id: the one given if it is still valid, else a new one. Keep it, and pass it
+    to every other call: it is the key to your data sets, runs and models."""
+    return shared.workspaces().open_or_create(workspace).id
+
+
+def datasets_api(workspace: str) -> list[str]:
+    """The data sets you may train on, by the name /start takes ('server/...' or 'upload/...')."""
+    return [value for _, value in shared.dataset_choices(page_workspace(workspace))]
+
+
+def start_api(workspace: str, settings: dict) -> dict:
+    """Queue a training run. `settings`: TrainConfig fields by name, e.g.
+    {"dataset": "server/avp", "framework": "pytorch", "epochs": 1, "image_size": 64,
+    "feature_cache": true, "augment": {"enabled": false}}; omitted fields keep their defaults.
+    Returns the run's status (as /training_status)."""
+    submit(page_workspace(workspace), settings)
+    return status_api(workspace)
+
+
+def stop_api(workspace: str) -> str:
+    """Stop your own run (or take it out of the queue)."""
+    return stop_pressed(workspace)
+
+
+def status_api(workspace: str) -> dict:
+    """Your newest run: status, queue position and estimated start, batches, epochs, summaries."""
+    space = page_workspace(workspace)
+    view = shared.jobs().view(space)
+    pick = lambda kind: [e for e in view.events if e["type"] == kind]  # noqa: E731
+    public = ("framework", "val_accuracy", "best_val_accuracy", "seconds_per_epoch", "images_per_s",
+              "pretrained", "device", "precision", "stopped", "classes")
+    return {"run_id": view.run_id, "status": view.status, "error": view.error, "position": view.position,
+            "start_in_s": view.start_in_s, "queue": shared.jobs().overview(), "batches": len(pick("batch")),
+            "epochs": pick("epoch"), "time": time.time(),
+            "summaries": [{**{k: e[k] for k in public if k in e}, "saved": bool(e.get("saved_to"))}
+                          for e in pick("end")]}
 
 
 # ---------------------------------------------------------------- layout
 
-def build(augment_controls: list) -> None:
+def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Component]) -> list:
+    """Build the tab; return its load events (fn, inputs, outputs)."""
     d = TrainConfig(data_dir="")
     weights_md = gr.Markdown()
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            framework = gr.Radio(["keras", "pytorch", "both"], value="both", label="Framework", info=HELP["framework"], elem_id="framework")
-            data_dir = gr.Textbox(default_data_dir(), label="Data folder", info=HELP["data_dir"])
-            upload = gr.File(file_types=[".zip"], type="filepath", label="... or upload a .zip of class folders")
+            with gr.Row():
+                start_button = gr.Button("Start", variant="primary")
+                stop_button = gr.Button("Stop", variant="stop", interactive=False)
+            framework = gr.Radio(["keras", "pytorch", "both"], value="both", label="Framework",
+                                 info=HELP["framework"], elem_id="framework")
+            dataset = gr.Dropdown([], label="Data set", info="the server's data sets and your own uploads",
+                                  elem_id="dataset")
+            upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a .zip of class folders")
             with gr.Row():
                 check_button = gr.Button("Check data", size="sm")
+                delete_button = gr.Button("Delete this upload", size="sm")
                 fetch_button = gr.Button("Download the AvP images", size="sm")
-            data_md = gr.Markdown()
+            data_md = gr.Markdown(elem_id="data-check")
             with gr.Accordion("Settings", open=True):
-                epochs = gr.Slider(1, 20, d.epochs, step=1, label="Epochs", info=HELP["epochs"], elem_id="epochs")
-                batch_size = gr.Slider(1, 128, d.batch_size, step=1, label="Batch size", info=HELP["batch_size"], elem_id="batch-size")
-                lr = gr.Number(d.lr, label="Learning rate", info=HELP["lr"])
-                image_size = gr.Slider(32, 448, d.image_size, step=32, label="Image size", info=HELP["image_size"], elem_id="image-size")
-                head_units = gr.Slider(8, 1024, d.head_units, step=8, label="Head units", info=HELP["head_units"], elem_id="head-units")
-                limit = gr.Number(d.limit, precision=0, minimum=0, label="Limit images per split", info=HELP["limit"])
-                use_augment = gr.Checkbox(True, label="Augmentation (settings of the Augment tab)")
-                feature_cache = gr.Checkbox(False, label="Fast mode: feature cache", info=HELP["feature_cache"])
-                unfreeze = gr.Slider(0, 4, 0, step=1, label="Unfreeze last stages", info=HELP["unfreeze"])
-                weights_choice = gr.Radio(["imagenet", "none"], value="imagenet", label="Weights", info=HELP["weights"], elem_id="weights")
-                allow_random_init = gr.Checkbox(False, label="Allow random initialisation", info=HELP["allow_random_init"])
-                seed = gr.Number(d.seed, precision=0, label="Seed", info=HELP["seed"])
+                form = {
+                    "epochs": gr.Slider(1, 20, d.epochs, step=1, label="Epochs", info=HELP["epochs"], elem_id="epochs"),
+                    "batch_size": gr.Slider(1, 128, d.batch_size, step=1, label="Batch size", info=HELP["batch_size"],
+                                            elem_id="batch-size"),
+                    "lr": gr.Number(d.lr, label="Learning rate", info=HELP["lr"]),
+                    "image_size": gr.Slider(32, 448, d.image_size, step=32, label="Image size",
+                                            info=HELP["image_size"], elem_id="image-size"),
+                    "head_units": gr.Slider(8, 1024, d.head_units, step=8, label="Head units",
+                                            info=HELP["head_units"], elem_id="head-units"),
+                    "limit": gr.Number(d.limit, precision=0, minimum=0, label="Limit images per split",
+                                       info=HELP["limit"]),
+                    "augment.enabled": gr.Checkbox(True, label="Augmentation (settings of the Augment tab)"),
+                    "feature_cache": gr.Checkbox(False, label="Fast mode: feature cache", info=HELP["feature_cache"]),
+                    "unfreeze": gr.Slider(0, 4, 0, step=1, label="Unfreeze last stages", info=HELP["unfreeze"]),
+                    "weights": gr.Radio(["imagenet", "none"], value="imagenet", label="Weights",
+                                        info="imagenet (downloaded once) or none (random initialisation)",
+                                        elem_id="weights"),
+                    "allow_random_init": gr.Checkbox(False, label="Allow random initialisation",
+                                                     info=HELP["allow_random_init"], elem_id="allow-random-init"),
+                    "seed": gr.Number(d.seed, precision=0, label="Seed", info=HELP["seed"], elem_id="seed"),
+                }
                 gr.Markdown("The backbone stays in inference mode while training: its batch-norm statistics "
                             "keep their ImageNet values instead of drifting with each small batch (the seed "
                             "notebook's PyTorch loop let them drift).")
         with gr.Column(scale=2):
-            with gr.Row():
-                start_button = gr.Button("Start", variant="primary")
-                stop_button = gr.Button("Stop", variant="stop", interactive=False)
             progress_md = gr.Markdown("No run yet.", elem_id="train-progress")
+            queue_md = gr.Markdown(elem_id="train-queue")
             chart = gr.Plot(label="Loss and accuracy", elem_id="train-chart")
             log = gr.Textbox(label="Log", lines=6, max_lines=14, interactive=False, elem_id="train-log")
             summary = gr.Dataframe(headers=["framework", "epochs", "s/epoch", "images/s", "best val acc",
                                             "pretrained", "device"], label="Summary", interactive=False)
             confusion = gr.Plot(label="Confusion matrices (validation)")
             mistakes = gr.Gallery(label="Misclassified validation images", columns=6, height=260)
-    uploaded = gr.State(None, time_to_live=6 * 3600, delete_callback=remove_upload)
     seen = gr.State("")
     timer = gr.Timer(POLL_S)
 
-    settings = [framework, data_dir, uploaded, epochs, batch_size, lr, image_size, head_units, limit,
-                feature_cache, unfreeze, weights_choice, allow_random_init, seed, use_augment, *augment_controls]
-    upload.change(upload_zip, [upload, uploaded], [uploaded, data_md], api_name="upload_data")
-    check_button.click(check_data, [data_dir, uploaded], data_md, api_name="check_data")
-    fetch_button.click(fetch_avp, data_dir, data_md, api_name="fetch_data", concurrency_limit=1)
-    weights_choice.change(weights_text, weights_choice, weights_md, api_visibility="private")
-    start_button.click(start, settings, progress_md, api_name="start", concurrency_limit=1,
-                       concurrency_id="train").then(lambda: "", None, seen, api_visibility="private")
-    stop_button.click(stop, None, progress_md, api_name="stop", concurrency_limit=None)
-    outputs = [seen, progress_md, chart, log, summary, confusion, mistakes, stop_button]
-    timer.tick(poll, seen, outputs, api_visibility="private", concurrency_limit=None)
-    return [(weights_text, None, weights_md), (check_data, [data_dir, uploaded], data_md), (poll, seen, outputs)]
+    settings = {"framework": framework, "dataset": dataset, **form,
+                **{f"augment.{name}": c for name, c in augment_controls.items()}}
+    restorable = list(settings.values())
+    upload.upload(upload_zip, [browser, upload], [dataset, data_md], api_visibility="private")
+    check_button.click(check_data, [browser, dataset], data_md, api_visibility="private")
+    delete_button.click(delete_upload, [browser, dataset], [dataset, data_md], api_visibility="private")
+    fetch_button.click(fetch_avp, None, [dataset, data_md], api_visibility="private", concurrency_limit=1)
+    form["weights"].change(weights_text, form["weights"], weights_md, api_visibility="private")
+    start_button.click(start_pressed, [browser], progress_md, inputs_kwargs=settings, api_visibility="private",
+                       concurrency_limit=4, concurrency_id="start").then(
+        lambda: "", None, seen, api_visibility="private")
+    stop_button.click(stop_pressed, browser, progress_md, api_visibility="private", concurrency_limit=None)
+    outputs = [seen, progress_md, queue_md, chart, log, summary, confusion, mistakes, stop_button]
+    timer.tick(poll, [browser, seen], outputs, api_visibility="private", concurrency_limit=None)
+    for fn, name in ((workspace_api, "workspace"), (datasets_api, "datasets"), (start_api, "start"),
+                     (stop_api, "stop"), (status_api, "training_status")):
+        gr.api(fn, api_name=name, concurrency_limit=None if name != "start" else 4)
 
+    def restore(workspace_id):
+        space_id, values = open_workspace(workspace_id)
+        return [space_id, *(values.get(name, gr.skip()) for name in settings)]
 
-def status_api() -> dict:
-    """The newest run, for API clients: status, error, last batch and epoch events, summaries."""
-    view = shared.jobs().view()
-    pick = lambda kind: [e for e in view.events if e["type"] == kind]
-    return {"run_id": view.run_id, "status": view.status, "error": view.error,
-            "batches": len(pick("batch")), "epochs": pick("epoch"),
-            "summaries": [{k: v for k, v in e.items() if k not in ("misclassified", "history", "config")}
-                          for e in pick("end")], "time": time.time()}
+    return [(weights_text, None, weights_md), (restore, browser, [browser, *restorable]),
+            (poll, [browser, seen], outputs)]
