@@ -2,7 +2,9 @@
 
 import subprocess
 import sys
+import time
 import zipfile
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -40,33 +42,59 @@ def zip_of(folder, target):
     return str(target)
 
 
-def test_upload_zip_is_checked_and_cleaned_up(tmp_path):
-    folder, text = train_tab.upload_zip(zip_of(make_dataset(tmp_path / "d"), tmp_path / "d.zip"), None)
+@pytest.fixture
+def visitor(tmp_path, monkeypatch):
+    """A workspace of this test's own, with a server data set `toy`: its id, as the page keeps it."""
+    make_dataset(tmp_path / "server" / "toy")
+    monkeypatch.setenv("AVP_DATA_DIR", str(tmp_path / "server"))
+    monkeypatch.setattr(shared, "WORKSPACES_DIR", tmp_path / "workspaces")
+    monkeypatch.setattr(shared, "MODELS_DIR", tmp_path / "reference")
+    for cached in (shared.workspaces, shared.jobs):
+        cached.cache_clear()
+    yield shared.workspaces().create().id
+    for cached in (shared.workspaces, shared.jobs):
+        cached.cache_clear()
+
+
+def test_upload_zip_lands_in_the_workspace_and_gradios_copy_is_removed(visitor, tmp_path):
+    path = zip_of(make_dataset(tmp_path / "d"), tmp_path / "holiday pics.zip")
+    chosen, text = train_tab.upload_zip(visitor, path)
     assert "2 classes: bright, dark" in text and "train: 12 images" in text
-    assert (shared.Path(folder) / "train").is_dir() or (shared.Path(folder) / "top" / "train").is_dir()
-    train_tab.remove_upload(folder)
-    assert not shared.Path(folder).exists()
+    assert chosen.value == "upload/holiday_pics" and not Path(path).exists()
+    space = shared.workspace(visitor)
+    assert (space.uploads / "holiday_pics").is_dir()
+    chosen, text = train_tab.delete_upload(visitor, "upload/holiday_pics")
+    assert "Deleted holiday\\_pics" in text and space.upload_names() == []
 
 
-def test_upload_of_a_bad_zip_lists_the_problems(tmp_path):
+def test_upload_of_a_bad_zip_lists_the_problems_and_keeps_nothing(visitor, tmp_path):
     one_class = make_dataset(tmp_path / "one", classes=("only",))
-    folder, text = train_tab.upload_zip(zip_of(one_class, tmp_path / "one.zip"), None)
-    assert folder is None and "one.zip cannot be trained on" in text and "need at least 2" in text
+    _, text = train_tab.upload_zip(visitor, zip_of(one_class, tmp_path / "one.zip"))
+    text = text.replace("\\", "")  # the page's Markdown escapes
+    assert "one.zip cannot be trained on" in text and "one.zip/top: found 1 class folder" in text
+    assert visitor not in text
     (tmp_path / "bad.zip").write_bytes(b"PK\x05\x06broken")
-    folder, text = train_tab.upload_zip(str(tmp_path / "bad.zip"), None)
-    assert folder is None and "not a valid zip archive" in text
+    _, text = train_tab.upload_zip(visitor, str(tmp_path / "bad.zip"))
+    assert "not a valid zip archive" in text
+    assert shared.workspace(visitor).upload_names() == []
 
 
-def test_missing_data_folder_offers_download(tmp_path):
-    text = train_tab.check_data(str(tmp_path / "none"), None)
-    assert "cannot be trained on" in text and "Download the AvP images" in text
+def test_the_page_offers_data_sets_by_name_and_restores_settings(visitor):
+    workspace_id, form = train_tab.open_workspace(visitor)
+    assert workspace_id == visitor and form["dataset"].value == "server/toy"
+    settings = {"framework": "pytorch", "dataset": "server/toy", "epochs": 0, "augment.shear_deg": 5}
+    with pytest.raises(gr.Error, match="epochs must be a whole number"):
+        train_tab.start_pressed(visitor, **settings)
+    _, form = train_tab.open_workspace(visitor)  # a reload: the settings of the last Start come back
+    assert form["framework"] == "pytorch" and form["epochs"] == 0 and form["augment.shear_deg"] == 5
+    assert train_tab.open_workspace("0" * 32)[0] != visitor  # an unknown id gets a new workspace
 
 
-def test_bad_settings_are_refused_before_start(dataset):
-    values = ["both", str(dataset), None, 0, 32, 1e-3, 224, 128, 0, False, 0, "none", False, 42, True,
-              10, 0.8, 1.2, 0, 0, True, False]
-    with pytest.raises(gr.Error, match="epochs"):
-        train_tab.start(*values)
+def test_check_data_names_problems_without_server_folders(visitor):
+    assert "unknown data set" in train_tab.check_data(visitor, "server/nothing")
+    assert "2 classes" in train_tab.check_data(visitor, "server/toy")
+    text = train_tab.check_data(visitor, "server/toy")
+    assert str(shared.WORKSPACES_DIR) not in text and "/tmp" not in text
 
 
 def test_preview_gives_both_frameworks_samples_views_and_code():
@@ -85,12 +113,14 @@ def test_preview_names_a_broken_upload(tmp_path):
         augment_tab.preview(str(tmp_path / "broken.png"), 10, 0.8, 1.2, 0, 0, True, False, 0)
 
 
-def test_verdict_marks_disagreement():
-    keras = {"probabilities": {"alien": 0.9, "predator": 0.1}, "seconds": 0.05}
-    torch = {"probabilities": {"alien": 0.2, "predator": 0.8}, "seconds": 0.02}
-    assert "disagree" in predict_tab.verdict({"keras": keras, "pytorch": torch})
-    assert "Both say **alien**" in predict_tab.verdict({"keras": keras, "pytorch": keras})
-    assert "PyTorch model missing" in predict_tab.verdict({"keras": keras})
+def test_verdict_marks_disagreement_between_any_two_models():
+    alien = {"probabilities": {"alien": 0.9, "predator": 0.1}, "seconds": 0.05}
+    predator = {"probabilities": {"alien": 0.2, "predator": 0.8}, "seconds": 0.02}
+    assert "disagree" in predict_tab.verdict({"reference": {"keras": alien, "pytorch": predator}})
+    assert "disagree" in predict_tab.verdict({"reference": {"keras": alien}, "yours": {"keras": predator}})
+    agree = predict_tab.verdict({"reference": {"keras": alien, "pytorch": alien}})
+    assert "All say **alien**" in agree and "Keras (reference model) 50 ms" in agree
+    assert "The only model says" in predict_tab.verdict({"yours": {"pytorch": predator}})
 
 
 def test_progress_and_log_from_events():
@@ -100,9 +130,18 @@ def test_progress_and_log_from_events():
               {"type": "batch", "framework": "pytorch", "epoch": 1, "epochs": 2, "batch": 1, "batches": 2,
                "loss": 0.7, "images_seen": 4, "images_per_s": 3.5, "elapsed_s": 65, "eta_s": 3}]
     from trainer.jobs import RunView
-    text = train_tab.progress_text(RunView("r1", "running", events))
+    idle = {"training": 1, "waiting": 0, "slots": 1}
+    text = train_tab.progress_text(RunView("r1", "running", events), idle)
     assert "epoch 1/2, batch 1/2" in text and "3.5 images/s" in text and "elapsed 1:05" in text and "CPU" in text
     assert "warning: ImageNet weights unavailable" in train_tab.log_text(events)
+    waiting = train_tab.progress_text(RunView("r2", "queued", position=3, start_in_s=125), idle)
+    assert "number 3" in waiting and "2:05" in waiting
+
+
+def test_a_stopped_both_run_says_exactly_what_was_saved():
+    ends = [{"type": "end", "framework": "pytorch", "saved_to": "x"}, {"type": "stopped", "framework": "keras"}]
+    assert "Saved before it ended: pytorch" in train_tab.saved_text(ends)
+    assert "Nothing was saved" in train_tab.saved_text(ends[1:])
 
 
 def test_chart_has_one_colour_per_framework_and_fades_the_previous_run():
@@ -117,38 +156,36 @@ def test_chart_has_one_colour_per_framework_and_fades_the_previous_run():
     assert colours["keras train (previous run)"][1] < colours["keras train"][1]
 
 
-def test_uploads_are_deleted_with_their_session():
-    import app
-    demo = app.build_demo()
-    states = [block for block in demo.blocks.values() if isinstance(block, gr.State)]
-    assert any(s.delete_callback is train_tab.remove_upload and s.time_to_live for s in states)
-
-
 def test_out_of_memory_reads_as_advice():
     from trainer.worker import public_message
     assert "out of memory" in public_message(MemoryError())
 
 
-def test_model_cards_load_no_model_and_the_predict_tab_loads_them(tiny_config, monkeypatch):
-    """Cards come from metadata (opening the page costs no TensorFlow or torch load); selecting the
-    Predict tab loads the models in the background; a damaged model file is named at prediction."""
-    import time
-
+def test_model_cards_load_no_model_and_the_predict_tab_loads_them(tiny_config, visitor):
+    """Cards come from metadata (opening the page costs no TensorFlow or torch load) and say which
+    model is the reference one; selecting the Predict tab loads the models in the background; a
+    damaged model file is named at prediction."""
     from trainer import runner
-    from trainer.predictor import Predictor
-    config = tiny_config.with_changes(framework="pytorch")
+    config = tiny_config.with_changes(framework="pytorch", out_dir=str(shared.MODELS_DIR))
     runner.train(config)
-    predictor = Predictor(config.out_dir)
-    monkeypatch.setattr(shared, "predictor", lambda: predictor)
-    cards = predict_tab.model_cards()
-    assert "validation accuracy" in cards and "No Keras model yet" in cards and predictor.loaded == {}
-    predict_tab.load_models_in_background()
+    cards = predict_tab.model_cards(visitor)
+    assert "PyTorch: reference model" in cards and "validation accuracy" in cards
+    assert "Keras: your model\nnone yet" in cards
+    predict_tab.load_models_in_background(visitor)
+    predictor = shared.predictor(shared.MODELS_DIR)
     deadline = time.monotonic() + 60
     while "pytorch" not in predictor.loaded:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    damaged = Predictor(config.out_dir)
-    (damaged.models_dir / "pytorch" / "model.pt").write_bytes(b"not a model")
-    monkeypatch.setattr(shared, "predictor", lambda: damaged)
-    with pytest.raises(gr.Error, match="Saved models could not be loaded"):
-        predict_tab.predict_files([str(ROOT / "assets" / "test_card.png")])
+    (shared.MODELS_DIR / "pytorch" / "model.pt").write_bytes(b"not a model")
+    (shared.MODELS_DIR / "pytorch" / "metadata.json").touch()
+    with pytest.raises(gr.Error, match="reference models could not be loaded"):
+        predict_tab.predict_files(visitor, [str(ROOT / "assets" / "test_card.png")])
+
+
+def test_names_from_a_visitors_data_are_shown_as_text():
+    from ui import text
+    hostile = '<img src=x onerror=alert(1)> [link](http://evil.example) ![i](http://evil.example/x.png) $x$'
+    shown = text.md(hostile)
+    assert "<" not in shown and "](" not in shown and "![" not in shown
+    assert text.plain("a\x00b\u202ec\nd") == "a b c d" and len(text.plain("x" * 500, 80)) == 80

@@ -1,8 +1,11 @@
-"""The app launched on a free localhost port, driven through its named API with gradio_client:
-preview, a one-epoch training of each framework, one run at a time, Stop, and predict."""
+"""The app on a free localhost port, driven as API clients drive it (gradio_client): each client has
+its own workspace; runs queue and train for real (tiny images, random initialisation); Stop reaches
+one's own run only; Predict shows the Space's reference models beside one's own."""
 
-import socket
+import json
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from gradio_client import Client, handle_file
@@ -10,127 +13,190 @@ from gradio_client import Client, handle_file
 from conftest import ROOT, make_dataset
 
 pytestmark = pytest.mark.slow
-AUGMENT = [10, 0.8, 1.2, 0, 0, True, False]
+TINY = {"dataset": "server/toy", "framework": "pytorch", "epochs": 1, "batch_size": 4, "image_size": 32,
+        "head_units": 16, "weights": "none"}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app with a server data set `toy` and reference PyTorch models trained with the CLI."""
+    from trainer import runner
+    from trainer.config import TrainConfig
+    from ui import shared
+    base = tmp_path_factory.mktemp("app")
+    data = make_dataset(base / "data" / "toy", per_class=(24, 4))
+    runner.train(TrainConfig(framework="pytorch", data_dir=str(data), out_dir=str(base / "reference"), epochs=1,
+                             batch_size=8, image_size=32, head_units=16, weights="none"))
+    patch = pytest.MonkeyPatch()
+    patch.setenv("AVP_DATA_DIR", str(base / "data"))
+    patch.setattr(shared, "MODELS_DIR", base / "reference")
+    patch.setattr(shared, "WORKSPACES_DIR", base / "workspaces")
+    for cached in (shared.workspaces, shared.jobs):
+        cached.cache_clear()
+    import app
+    background = shared.start_background_work()
+    demo = app.build_demo()
+    port = free_port()
+    demo.launch(**{**app.launch_options(), "server_name": "127.0.0.1", "server_port": port,
+                   "max_file_size": "1mb"}, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}", base
+    background.set()
+    demo.close()
+    patch.undo()
+    for cached in (shared.workspaces, shared.jobs):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def visitor(app):
+    """A new API client with its own workspace: (client, workspace id)."""
+    client = Client(app[0] + "/", verbose=False)
+    return client, client.predict("", api_name="/workspace")
 
 
 def free_port() -> int:
+    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    from ui import shared
-    base = tmp_path_factory.mktemp("app")
-    patch = pytest.MonkeyPatch()
-    patch.setattr(shared, "MODELS_DIR", base / "models")
-    patch.setattr(shared, "RUNS_DIR", base / "runs")
-    shared.jobs.cache_clear()
-    shared.predictor.cache_clear()
-    import app
-    demo = app.build_demo()
-    port = free_port()
-    demo.launch(**{**app.launch_options(), "server_name": "127.0.0.1", "server_port": port,
-                   "max_file_size": "1mb"}, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False), base, f"http://127.0.0.1:{port}"
-    demo.close()
-    patch.undo()
-    shared.jobs.cache_clear()
-    shared.predictor.cache_clear()
+def status(visitor) -> dict:
+    client, workspace = visitor
+    return client.predict(workspace, api_name="/training_status")
 
 
-def settings(data_dir, framework="both", epochs=1, **changes):
-    values = dict(framework=framework, data_dir=str(data_dir), epochs=epochs, batch_size=4, lr=1e-3,
-                  image_size=32, head_units=16, limit=0, feature_cache=False, unfreeze=0,
-                  weights_choice="none", allow_random_init=True, seed=42, use_augment=True)
-    values.update(changes)
-    return [*values.values(), *AUGMENT]
-
-
-def wait_until_finished(client, timeout=300):
-    deadline = time.monotonic() + timeout
+def wait_for(visitor, condition, timeout_s=240) -> dict:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = client.predict(api_name="/training_status")
-        if status["status"] not in ("starting", "running", "stopping"):
-            return status
-        time.sleep(0.5)
-    raise AssertionError("training did not finish in time")
+        current = status(visitor)
+        if condition(current):
+            return current
+        time.sleep(0.3)
+    raise AssertionError(f"timed out; last status {current}")
 
 
-def test_preview(client):
-    c, *_ = client
-    keras_gallery, torch_gallery, *_, keras_code, torch_code = c.predict(None, *AUGMENT, 3, api_name="/preview")
-    assert len(keras_gallery) == len(torch_gallery) == 8 and keras_gallery[0]["caption"]
-    assert "class RandomAffine(keras.layers.Layer)" in keras_code and "v2.RandomAffine" in torch_code
+def start(visitor, **changes) -> dict:
+    client, workspace = visitor
+    return client.predict(workspace, {**TINY, **changes}, api_name="/start")
 
 
-def test_train_both_then_predict_with_both(client):
-    c, base, _ = client
-    data = make_dataset(base / "data")
-    assert "Starting run" in c.predict(*settings(data), api_name="/start")
-    busy = c.predict(*settings(data), api_name="/start")
-    assert "already in progress" in busy
-    status = wait_until_finished(c)
-    assert status["status"] == "done", status
-    assert [s["framework"] for s in status["summaries"]] == ["pytorch", "keras"]
-    assert all(s["saved_to"] for s in status["summaries"])
-
-    results = c.predict([handle_file(str(data / "validation" / "dark" / "0.jpg"))], api_name="/predict")
-    (result,) = results
-    for framework in ("keras", "pytorch"):
-        probabilities = result[framework]["probabilities"]
-        assert set(probabilities) == {"bright", "dark"}
-        assert sum(probabilities.values()) == pytest.approx(1, abs=1e-5)
-        assert result[framework]["seconds"] > 0
+def predict(visitor, image) -> dict:
+    client, workspace = visitor
+    (result,) = client.predict(workspace, [handle_file(str(image))], api_name="/predict")
+    return result
 
 
-def test_stop_ends_the_run_and_keeps_the_saved_models(client):
-    c, base, _ = client
-    data = make_dataset(base / "data2", per_class=(40, 4))
-    before = (base / "models" / "pytorch" / "metadata.json").read_text()
-    c.predict(*settings(data, framework="pytorch", epochs=20), api_name="/start")
-    while c.predict(api_name="/training_status")["batches"] < 2:
-        time.sleep(0.2)
-    assert "Stopping" in c.predict(api_name="/stop")
-    status = wait_until_finished(c, timeout=60)
-    assert status["status"] == "stopped" and status["batches"] < 20 * 20
-    assert (base / "models" / "pytorch" / "metadata.json").read_text() == before
+def test_a_first_time_visitor_predicts_with_the_reference_models(visitor, app):
+    image = app[1] / "data" / "toy" / "validation" / "dark" / "0.jpg"
+    result = predict(visitor, image)
+    assert set(result) == {"image", "file", "reference"}  # no models of their own yet
+    assert sum(result["reference"]["pytorch"]["probabilities"].values()) == pytest.approx(1, abs=1e-5)
 
 
-def test_file_route_refuses_files_outside_the_app(client):
-    import urllib.error
-    import urllib.request
-    *_, url = client
-    for path in ("/etc/passwd", "../../../../etc/passwd", str(ROOT / "app.py")):
+def test_two_visitors_queue_and_stop_only_their_own_runs(app):
+    a, b = (Client(app[0] + "/", verbose=False) for _ in range(2))
+    a, b = (a, a.predict("", api_name="/workspace")), (b, b.predict("", api_name="/workspace"))
+    image = app[1] / "data" / "toy" / "validation" / "bright" / "0.jpg"
+
+    start(a)  # A trains a model of their own
+    wait_for(a, lambda s: s["status"] == "done")
+    before = predict(a, image)
+    assert set(before) == {"image", "file", "reference", "yours"}
+
+    start(a, epochs=200)  # a long run, then B queues behind it
+    wait_for(a, lambda s: s["batches"] > 0)
+    queued = start(b)
+    assert queued["status"] == "queued" and queued["position"] == 1 and queued["start_in_s"] > 0
+    assert queued["queue"]["training"] == 1
+    assert "already have a run" in str(pytest.raises(Exception, start, b).value)
+
+    assert b[0].predict(b[1], api_name="/stop") == "Taken out of the queue."  # B's Stop: B's run only
+    assert status(a)["status"] == "running" and status(b)["status"] == "cancelled"
+    start(b, framework="both")
+    a[0].predict(a[1], api_name="/stop")
+    stopped = wait_for(a, lambda s: s["status"] == "stopped", timeout_s=60)
+    assert stopped["batches"] < 200 * 12
+    done = wait_for(b, lambda s: s["status"] == "done")
+    assert [s["framework"] for s in done["summaries"]] == ["pytorch", "keras"]
+    assert all(s["saved"] for s in done["summaries"])
+
+    after = predict(a, image)  # B's training changed nothing of A's
+    for source in ("reference", "yours"):
+        assert after[source]["pytorch"]["probabilities"] == pytest.approx(
+            before[source]["pytorch"]["probabilities"], abs=1e-6)
+    b_result = predict(b, image)
+    assert set(b_result["yours"]) == {"keras", "pytorch"}
+
+
+def test_settings_name_a_data_set_and_never_a_server_folder(visitor):
+    refusals = {
+        "data_dir": ({"data_dir": "/etc"}, "cannot be set here"),
+        "unknown data set": ({"dataset": "server/../../etc"}, "unknown data set"),
+        "weights file": ({"weights": "/etc/passwd"}, "weights must be imagenet or none"),
+        "huge seed": ({"seed": 10**30}, "seed must be a whole number"),
+        "not a number": ({"lr": "fast"}, "lr must be a number"),
+        "unknown field": ({"colour": "red"}, "unknown training settings: colour"),
+        "wrong type": ({"augment": {"hflip": "yes"}}, "hflip must be true or false"),
+    }
+    for name, (changes, message) in refusals.items():
+        with pytest.raises(Exception, match=message):
+            start(visitor, **changes)
+        assert status(visitor)["status"] == "none", name
+
+
+def test_an_unknown_workspace_is_refused(app):
+    client = Client(app[0] + "/", verbose=False)
+    with pytest.raises(Exception, match="unknown or expired workspace"):
+        client.predict("0" * 32, api_name="/training_status")
+    with pytest.raises(Exception, match="unknown or expired workspace"):
+        client.predict("../" * 10, {**TINY}, api_name="/start")
+
+
+def test_an_upload_becomes_the_visitors_own_data_set(visitor, app, tmp_path):
+    import zipfile
+    client, workspace = visitor
+    folder = make_dataset(tmp_path / "mine", per_class=(6, 2))
+    archive = tmp_path / "My photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in folder.rglob("*.jpg"):
+            z.write(path, str(path.relative_to(folder)))
+    chosen, text = client.predict(workspace, handle_file(str(archive)), api_name="/upload_data")
+    assert chosen["value"] == "upload/My_photos" and "2 classes" in text
+    assert "upload/My_photos" in client.predict(workspace, api_name="/datasets")
+    stranger = Client(app[0] + "/", verbose=False)
+    other = stranger.predict("", api_name="/workspace")
+    assert "upload/My_photos" not in stranger.predict(other, api_name="/datasets")
+    with pytest.raises(Exception, match="unknown data set"):
+        stranger.predict(other, {**TINY, "dataset": "upload/My_photos"}, api_name="/start")
+
+
+def test_file_route_refuses_files_outside_the_app(app):
+    url, base = app
+    for path in ("/etc/passwd", "../../../../etc/passwd", str(ROOT / "app.py"),
+                 str(base / "reference" / "pytorch" / "metadata.json")):
         try:
-            status = urllib.request.urlopen(f"{url}/gradio_api/file={path}", timeout=10).status
+            code = urllib.request.urlopen(f"{url}/gradio_api/file={path}", timeout=10).status
         except urllib.error.HTTPError as error:
-            status = error.code
-        assert status in (403, 404), path
+            code = error.code
+        assert code in (403, 404), path
 
 
-def test_uploads_over_the_cap_are_refused(client, tmp_path):
-    c, *_ = client
+def test_uploads_over_the_cap_are_refused(visitor, tmp_path):
+    client, workspace = visitor
     big = tmp_path / "big.zip"
     big.write_bytes(b"0" * 2_000_000)  # the test app's cap is 1 MB
     with pytest.raises(Exception, match="413|too large|exceeds"):
-        c.predict(handle_file(str(big)), api_name="/upload_data")
+        client.predict(workspace, handle_file(str(big)), api_name="/upload_data")
 
 
-def test_stopped_run_leaves_a_model_that_still_predicts(client):
-    c, base, _ = client
-    image = next((base / "data").rglob("*.jpg"))
-    (result,) = c.predict([handle_file(str(image))], api_name="/predict")
-    assert sum(result["pytorch"]["probabilities"].values()) == pytest.approx(1, abs=1e-5)
-
-
-def test_a_bad_image_is_refused_by_name_and_the_app_keeps_serving(client, tmp_path):
-    c, base, _ = client
+def test_a_bad_image_is_refused_by_name_and_the_good_one_predicted(visitor, app, tmp_path):
     fake = tmp_path / "holiday.jpg"
     fake.write_text("<html>this is not a picture</html>")
-    good = next((base / "data").rglob("*.jpg"))
-    bad_result, good_result = c.predict([handle_file(str(fake)), handle_file(str(good))], api_name="/predict")
-    assert "holiday.jpg: not an image" in bad_result["error"] and "/" not in bad_result["error"].split(":")[0]
-    assert "keras" in good_result and "pytorch" in good_result
-    assert c.predict(api_name="/training_status")["status"] in ("done", "stopped")
+    good = app[1] / "data" / "toy" / "train" / "dark" / "0.jpg"
+    client, workspace = visitor
+    bad_result, good_result = client.predict(workspace, [handle_file(str(fake)), handle_file(str(good))],
+                                             api_name="/predict")
+    assert bad_result["error"].startswith("holiday.jpg: not an image")
+    assert "reference" in good_result
+    assert json.dumps(bad_result).count(str(tmp_path)) == 0

@@ -82,12 +82,13 @@ def default_max_runs() -> int:
 
 class Jobs:
     def __init__(self, workspaces: Workspaces, state_dir: str | Path, max_runs: int | None = None,
-                 max_waiting: int | None = None):
+                 max_waiting: int | None = None, command: tuple[str, ...] = (sys.executable, "-m", "trainer.worker")):
         self.workspaces = workspaces
         self.state_file = Path(state_dir) / "queue.json"
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.max_runs = max_runs or default_max_runs()
         self.max_waiting = max_waiting or int(os.environ.get("AVP_MAX_QUEUE", 100))
+        self.command = command  # the worker program; it is given the run folder
         self.lock = threading.RLock()
         self.processes: dict[str, subprocess.Popen] = {}  # run id -> the worker this app started
         self.waiting, self.running, self.unit_seconds = self._load()
@@ -191,7 +192,7 @@ class Jobs:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
         with open(run / worker.LOG, "w") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "trainer.worker", str(run)], cwd=ROOT, env=env,
+                [*self.command, str(run)], cwd=ROOT, env=env,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         entry.started_at, entry.pid = time.time(), process.pid
         self.processes[entry.run] = process

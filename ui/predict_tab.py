@@ -114,7 +114,7 @@ def verdict(result: dict) -> str:
     if not tops:
         return "No model"
     said = "### ⚠ The models disagree" if len(set(tops.values())) > 1 else (
-        f"{'All' if len(tops) > 1 else 'The only model'} say **{text.md(next(iter(tops.values())))}**")
+        f"{'All say' if len(tops) > 1 else 'The only model says'} **{text.md(next(iter(tops.values())))}**")
     return f"{said}\n\n{' · '.join(latency)}"
 
 

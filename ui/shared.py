@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -51,18 +52,20 @@ def workspace(workspace_id: object) -> Workspace:
     return space
 
 
-def start_background_work() -> None:
-    """The scheduler (starts waiting runs each second) and the sweep (expired workspaces, every
-    10 minutes and now). One thread per app process."""
+def start_background_work() -> threading.Event:
+    """The scheduler (starts waiting runs each second) and the sweep (expired workspaces, now and
+    every 10 minutes), in one thread of the app process. Set the returned event to end it."""
+    stop = threading.Event()
+
     def loop():
-        ticks = 0
-        while True:
-            if ticks % SWEEP_EVERY_S == 0:
+        last_sweep = 0.0
+        while not stop.wait(1.0):
+            if time.monotonic() - last_sweep > SWEEP_EVERY_S or not last_sweep:
                 workspaces().sweep(in_use=jobs().in_use)
+                last_sweep = time.monotonic()
             jobs().schedule()
-            ticks += 1
-            threading.Event().wait(1.0)
     threading.Thread(target=loop, name="avp-scheduler", daemon=True).start()
+    return stop
 
 
 # ---------------------------------------------------------------- models in memory

@@ -162,9 +162,11 @@ def relative(path: Path, root: Path) -> str:
         return Path(path).name
 
 
-def problems_text(name: str, error: data.DataError) -> str:
+def problems_text(name: str, error: data.DataError, folder: Path | None = None) -> str:
+    """Every problem, with the data set's folder named as the visitor knows it (by `name`)."""
+    named = lambda problem: problem.replace(str(folder), name) if folder else problem  # noqa: E731
     return f"**{text.md(name)} cannot be trained on:**\n" + "\n".join(
-        f"- {text.md(shared.public_error(p), 400)}" for p in error.problems)
+        f"- {text.md(shared.public_error(named(p)), 400)}" for p in error.problems)
 
 
 def check_data(workspace_id: str | None, dataset: str | None) -> str:
@@ -176,7 +178,7 @@ def check_data(workspace_id: str | None, dataset: str | None) -> str:
         return describe(data.discover(folder), dataset.partition("/")[2])
     except ValueError as error:
         problems = error if isinstance(error, data.DataError) else data.DataError([str(error)])
-        return problems_text(dataset.partition("/")[2], problems)
+        return problems_text(dataset.partition("/")[2], problems, locals().get("folder"))
 
 
 def upload_zip(workspace_id: str | None, path: str | None):
@@ -196,7 +198,7 @@ def upload_zip(workspace_id: str | None, path: str | None):
         dataset = data.discover(folder)
     except data.DataError as error:
         space.remove_upload(folder.name)
-        return gr.skip(), problems_text(name, error) + skipped
+        return gr.skip(), problems_text(name, error, folder) + skipped
     value = f"upload/{folder.name}"
     return gr.Dropdown(choices=shared.dataset_choices(space), value=value), describe(dataset, name) + skipped
 
@@ -478,7 +480,7 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
     settings = {"framework": framework, "dataset": dataset, **form,
                 **{f"augment.{name}": c for name, c in augment_controls.items()}}
     restorable = list(settings.values())
-    upload.upload(upload_zip, [browser, upload], [dataset, data_md], api_visibility="private")
+    upload.upload(upload_zip, [browser, upload], [dataset, data_md], api_name="upload_data")
     check_button.click(check_data, [browser, dataset], data_md, api_visibility="private")
     delete_button.click(delete_upload, [browser, dataset], [dataset, data_md], api_visibility="private")
     fetch_button.click(fetch_avp, None, [dataset, data_md], api_visibility="private", concurrency_limit=1)

@@ -1,0 +1,142 @@
+"""Workspaces and the training queue, as a class of visitors meets them: ids that cannot be forged,
+quotas, expiry, a FIFO with positions, Stop that only reaches one's own run, and a restart that
+loses nothing. The queue runs tests/support/fake_worker.py, which writes a real run's events in a
+fraction of a second; real training through the queue is tested in test_app_api.py."""
+
+import os
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from trainer.config import TrainConfig
+from trainer.jobs import Busy, Jobs, QueueFull
+from trainer.workspace import Limits, QuotaExceeded, Workspaces
+
+FAKE_WORKER = (sys.executable, str(ROOT / "tests" / "support" / "fake_worker.py"))
+
+
+@pytest.fixture
+def spaces(tmp_path):
+    return Workspaces(tmp_path / "workspaces", Limits(idle_s=3600, quota_bytes=10_000))
+
+
+def jobs_for(spaces, max_runs=1, **kwargs):
+    return Jobs(spaces, spaces.root / ".keep-queue", max_runs=max_runs, command=FAKE_WORKER, **kwargs)
+
+
+def config(pace_s=0.02, epochs=1):
+    """A run of `epochs` x 10 fake batches, `pace_s` each (the fake worker reads its pace from lr)."""
+    return TrainConfig(data_dir="unused", epochs=epochs, lr=pace_s)
+
+
+def wait_for(condition, timeout_s=30):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- workspaces
+
+def test_workspace_ids_are_unguessable_and_nothing_else_opens_one(spaces):
+    space = spaces.create()
+    assert len(space.id) == 32 and spaces.open(space.id).root == space.root
+    for forged in ("../" + space.id, space.id.upper(), space.id[:-1], "", None, 42, "a" * 32, f"{space.id}/.."):
+        assert spaces.open(forged) is None, forged
+    assert spaces.open_or_create("not-an-id").id != space.id
+
+
+def test_expired_workspaces_are_swept_unless_a_run_needs_them(spaces):
+    old, busy, fresh = spaces.create(), spaces.create(), spaces.create()
+    (spaces.root / "crash-leftover.tmp").write_text("x")
+    later = time.time() + 2 * 3600
+    for space in (old, busy):
+        os.utime(space.root / ".seen", (later - 3 * 3600, later - 3 * 3600))
+    os.utime(fresh.root / ".seen", (later, later))
+    removed = spaces.sweep(in_use=lambda workspace_id: workspace_id == busy.id, now=later)
+    assert set(removed) == {old.id, "crash-leftover.tmp"}
+    assert busy.root.is_dir() and fresh.root.is_dir() and not old.root.exists()
+    assert spaces.secret() == spaces.secret()  # the browser-state key survives sweeps
+
+
+def test_quota_refuses_with_numbers_and_uploads_are_found_by_listing(spaces):
+    space = spaces.create()
+    folder = space.upload_folder("../../My <data> ${x}.zip")
+    assert folder.parent == space.uploads and folder.name == "My_data_x"
+    (folder / "big.bin").write_bytes(b"0" * 9_000)
+    with pytest.raises(QuotaExceeded, match="needs about .* MB"):
+        space.require_free(2_000, "this upload")
+    assert space.upload_names() == ["My_data_x"] and space.upload_path("../My_data_x") is None
+    assert space.remove_upload("My_data_x") and space.upload_names() == []
+
+
+# ---------------------------------------------------------------- the queue
+
+def test_runs_wait_in_order_with_positions_and_one_run_per_workspace(spaces):
+    jobs = jobs_for(spaces)
+    a, b, c = spaces.create(), spaces.create(), spaces.create()
+    jobs.submit(a, config(pace_s=0.2))
+    jobs.submit(b, config())
+    jobs.submit(c, config())
+    with pytest.raises(Busy):
+        jobs.submit(b, config())
+    assert jobs.view(a).status in ("starting", "running")
+    assert (jobs.view(b).position, jobs.view(c).position) == (1, 2)
+    assert 0 < jobs.view(b).start_in_s < jobs.view(c).start_in_s
+    assert jobs.overview() == {"training": 1, "waiting": 2, "slots": 1}
+    positions = []
+
+    def finished():
+        jobs.schedule()
+        positions.append(jobs.view(c).position)
+        return jobs.view(c).status == "done"
+    wait_for(finished)
+    assert [p for p in dict.fromkeys(positions) if p] == [2, 1]  # counted down, in order
+    assert [jobs.view(s).status for s in (a, b)] == ["done", "done"]
+
+
+def test_stop_reaches_only_ones_own_run(spaces):
+    jobs = jobs_for(spaces)
+    a, b = spaces.create(), spaces.create()
+    jobs.submit(a, config(pace_s=0.05, epochs=20))
+    jobs.submit(b, config())
+    assert jobs.cancel(b) == "cancelled" and jobs.view(b).status == "cancelled"
+    assert jobs.cancel(spaces.create()) is None
+    wait_for(lambda: jobs.view(a).status == "running")
+    assert jobs.view(a).active  # B's cancel and a stranger's did nothing to A
+    assert jobs.cancel(a) == "stopping"
+    wait_for(lambda: (jobs.schedule(), jobs.view(a).status)[1] == "stopped")
+
+
+def test_a_restarted_app_finds_the_running_run_and_starts_the_waiting_ones(spaces):
+    jobs = jobs_for(spaces)
+    a, b = spaces.create(), spaces.create()
+    jobs.submit(a, config(pace_s=0.1))
+    jobs.submit(b, config())
+    restarted = jobs_for(spaces)  # a new app process reads the queue from disk
+    assert restarted.view(a).status in ("starting", "running") and restarted.view(b).position == 1
+    wait_for(lambda: (restarted.schedule(), restarted.view(b).status)[1] == "done")
+    assert restarted.view(a).status == "done"
+    assert restarted.unit_seconds  # finished runs feed the next estimates
+
+
+def test_a_full_queue_says_so(spaces):
+    jobs = jobs_for(spaces, max_waiting=1)
+    jobs.submit(spaces.create(), config(pace_s=0.2))
+    jobs.submit(spaces.create(), config())
+    with pytest.raises(QueueFull, match="queue is full"):
+        jobs.submit(spaces.create(), config())
+
+
+def test_a_dead_worker_reads_as_failed_and_frees_its_slot(spaces):
+    jobs = jobs_for(spaces)
+    a, b = spaces.create(), spaces.create()
+    jobs.submit(a, config(pace_s=0.2, epochs=10))
+    jobs.submit(b, config())
+    wait_for(lambda: jobs.view(a).status == "running")
+    jobs.processes[jobs.running[0].run].kill()
+    wait_for(lambda: (jobs.schedule(), jobs.view(b).status)[1] == "done")
+    view = jobs.view(a)
+    assert view.status == "failed" and "ended unexpectedly" in view.error
