@@ -31,6 +31,7 @@ import numpy as np
 
 from trainer import data, runner
 from trainer.augment import AugmentConfig
+from trainer.backend import Backend
 from trainer.config import TrainConfig
 from trainer.jobs import ACTIVE
 
@@ -96,11 +97,11 @@ def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
     # This machine's speed drifts by up to 2x for tens of seconds at a time, so the forward pass is
     # timed right before and right after each timed epoch (the first epoch, with graph tracing, is
     # not counted), and the round whose train/forward ratio is the median one is reported.
-    forward = [forward_img_s(framework, module, model, arrays.x_train, config.batch_size)]
+    forward = [forward_img_s(module, model, arrays.x_train, config)]
 
     def between_epochs(event):
         if event["type"] == "epoch":
-            forward.append(forward_img_s(framework, module, model, arrays.x_train, config.batch_size))
+            forward.append(forward_img_s(module, model, arrays.x_train, config))
 
     history = module.train(model, arrays, config.with_changes(epochs=1 + ROUNDS), between_epochs)["history"]
     rounds = sorted([(h["images_per_s"] / ((before + after) / 2), h, (before + after) / 2)
@@ -117,27 +118,15 @@ def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
             "precision": info["precision"]}
 
 
-def forward_img_s(framework: str, module, model, images: np.ndarray, batch: int) -> float:
-    """Backbone only, on images already decoded and in memory, batch by batch."""
-    if framework == "pytorch":
-        import torch
-        device = module.select_device("auto")
-        model.to(device)
-        tensors = [module.preprocess(module.to_tensor(images[i:i + batch]).to(device))
-                   for i in range(0, len(images), batch)]
-        with torch.inference_mode(), module.autocast(model, device):
-            run = lambda x: module.backbone_features(model, x)
-            run(tensors[0])
-            started = time.perf_counter()
-            for x in tensors:
-                run(x).float().cpu()
-    else:
-        extract = module.feature_function(model)
-        tensors = [module.preprocess(images[i:i + batch]) for i in range(0, len(images), batch)]
-        extract(tensors[0])
-        started = time.perf_counter()
-        for x in tensors:
-            extract(x).numpy()
+def forward_img_s(module: Backend, model, images: np.ndarray, config: TrainConfig) -> float:
+    """Backbone only, on images already preprocessed and on the device, batch by batch."""
+    device, batch = module.select_device(config.device), config.batch_size
+    tensors = [module.preprocess(images[i:i + batch], device) for i in range(0, len(images), batch)]
+    run = module.backbone(model)
+    run(tensors[0])  # graph tracing, kernel selection
+    started = time.perf_counter()
+    for x in tensors:
+        run(x)
     return len(images) / (time.perf_counter() - started)
 
 
