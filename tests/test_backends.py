@@ -161,7 +161,8 @@ def seed_random_weights(framework, path, size):
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_missing_weights_offline_fail_unless_random_init_allowed(framework, tiny_config, tmp_path, monkeypatch, no_network):
+def test_missing_weights_offline_fail_unless_random_init_allowed(framework, tiny_config, tmp_path, monkeypatch,
+                                                                  no_network):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     module = backend(framework)
