@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import torchvision  # noqa: E402, F401 - before any TensorFlow import; see trainer/keras_backend.py
+import torchvision  # noqa: F401 - before any TensorFlow import; see trainer/keras_backend.py
 
 ROOT = Path(__file__).resolve().parents[1]
 AVP = Path(os.environ.get("AVP_TEST_DATA", ROOT.parent / "shared" / "data" / "avp"))
@@ -24,7 +24,8 @@ def toy_image(label: int, size: int, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray((base + rng.integers(0, 70, (size, size, 3))).astype(np.uint8))
 
 
-def make_dataset(root: Path, per_class=(6, 3), size=40, classes=CLASSES, seed=0, splits=("train", "validation")) -> Path:
+def make_dataset(root: Path, per_class=(6, 3), size=40, classes=CLASSES, seed=0,
+                 splits=("train", "validation")) -> Path:
     """root/<split>/<class>/*.jpg (or root/<class>/ when splits is empty)."""
     rng = np.random.default_rng(seed)
     for split, count in zip(splits or ("",), per_class):

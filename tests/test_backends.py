@@ -1,5 +1,7 @@
-"""Both backends, same tests: learning, stopping, saving, loading, weights, augmentation."""
+"""Both backends, same tests: one surface, learning, stopping, saving, loading, weights, augmentation."""
 
+import ast
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -7,9 +9,52 @@ import pytest
 
 from trainer import data, loop, store, weights
 from trainer.augment import AugmentConfig
+from trainer.backend import Backend
 from trainer.runner import backend
 
 FRAMEWORKS = ["keras", "pytorch"]
+SURFACE = {name for name in vars(Backend) if not name.startswith("_")} | set(Backend.__annotations__)
+
+
+def defined_public_names(module) -> set[str]:
+    """The names a module defines at its top level (not those it imports) without a leading `_`."""
+    names = set()
+    for node in ast.parse(Path(module.__file__).read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {name for name in names if not name.startswith("_")}
+
+
+def parameters(function, skip_self=False) -> list[tuple]:
+    """Names, kinds and defaults of a function's parameters (annotations name each framework's types)."""
+    found = list(inspect.signature(function).parameters.values())[1 if skip_self else 0:]
+    return [(p.name, p.kind, p.default) for p in found]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_each_backend_offers_exactly_the_shared_surface(framework):
+    module = backend(framework)
+    assert "train" in SURFACE and "FRAMEWORK" in SURFACE  # the Protocol was read
+    assert defined_public_names(module) == SURFACE
+    assert isinstance(module, Backend) and module.FRAMEWORK == framework
+    for name in sorted(SURFACE - {"FRAMEWORK"}):
+        assert parameters(getattr(module, name)) == parameters(getattr(Backend, name), skip_self=True), name
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_devices_and_preprocessing_have_one_meaning(framework):
+    module = backend(framework)
+    assert module.select_device("cpu") == "cpu" and module.select_device("auto") in ("cpu", "gpu")
+    assert module.describe_device("cpu").startswith("CPU (")
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    view = module.network_view(images[0])
+    assert isinstance(view, np.ndarray) and view.shape == (8, 8, 3)
+    np.testing.assert_allclose(np.asarray(module.preprocess(images, "cpu")[0]).reshape(-1),
+                               np.moveaxis(view, -1, 0 if framework == "pytorch" else -1).reshape(-1))
 
 
 @pytest.fixture
@@ -116,7 +161,8 @@ def seed_random_weights(framework, path, size):
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_missing_weights_offline_fail_unless_random_init_allowed(framework, tiny_config, tmp_path, monkeypatch, no_network):
+def test_missing_weights_offline_fail_unless_random_init_allowed(framework, tiny_config, tmp_path, monkeypatch,
+                                                                  no_network):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     module = backend(framework)
@@ -182,8 +228,13 @@ def test_network_view_uses_each_frameworks_normalisation(framework):
         np.testing.assert_allclose(view, expected, atol=1e-5)
 
 
-def test_training_loop_defaults_do_nothing():
-    assert loop.ignore({"type": "batch"}) is None and loop.never() is False
+def test_training_loop_runs_every_epoch_with_the_default_sink_and_stop_flag():
+    def train_batches(epoch):
+        yield from [(1.0 / epoch, 4, 2, 0.0)] * 3
+
+    result = loop.run_epochs("keras", 2, 12, 4, train_batches, lambda: (0.5, 0.75, None))
+    assert not result["stopped"] and [h["epoch"] for h in result["history"]] == [1, 2]
+    assert [h["train_loss"] for h in result["history"]] == [1.0, 0.5]
 
 
 def backbone_weights(framework, model, stage):

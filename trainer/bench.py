@@ -12,6 +12,10 @@ On the same images, per framework, in one run:
 then one image through both saved models (warm), the app's start-up time (median of three starts),
 the time from Start (at the Train tab's default settings) to the first chart point, and the app's
 peak memory after training and predicting with both. Prints a table, then one JSON line.
+
+The training measurements live here; the app's figures come from tests/support/appbench.py, which
+drives a live app through the tests' one launcher. So the full bench runs from a checkout of the
+repository (with the test tools of requirements-dev.txt installed); `--epochs` needs neither.
 """
 
 from __future__ import annotations
@@ -19,30 +23,26 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from trainer import data, runner
-from trainer.augment import AugmentConfig
+from trainer.backend import Backend
 from trainer.config import TrainConfig
-from trainer.jobs import ACTIVE
 
-ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 SEED_EPOCHS = 2  # the first one warms up (graph tracing, caches); the second is timed
 ROUNDS = 3  # timed training epochs, each followed by a timed forward pass
-APP_STARTS = 3  # the app's start-up is the median of this many starts
 
 
 def main(args) -> int:
     if args.epochs:
         return epoch_check(args)
+    appbench = import_appbench()  # before the long measurements: fail early outside a checkout
     config = TrainConfig(framework="both", data_dir=args.data, limit=args.limit, image_size=args.image_size,
                          batch_size=args.batch_size, weights="none", epochs=2).validate()
     dataset = data.discover(config.data_dir, config.seed)
@@ -56,12 +56,23 @@ def main(args) -> int:
         for framework in ("pytorch", "keras"):
             figures[framework] = measure(framework, config.with_changes(out_dir=models), arrays, train, val)
         figures["predict_both_s"] = predict_both(models, arrays.val_paths[0])
-        ready, figures["first_chart_point_s"], figures["peak_rss_mb"] = app_figures(models, config)
+        ready, figures["first_chart_point_s"], figures["peak_rss_mb"] = appbench.app_figures(models, config)
         figures["app_ready_s"], figures["app_ready_each_s"] = float(np.median(ready)), ready
     figures["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print_table(figures)
     print(json.dumps(figures))
     return 0
+
+
+def import_appbench():
+    """tests/support/appbench.py (the app's figures), with tests/ on sys.path as under pytest."""
+    if not (TESTS / "support" / "appbench.py").is_file():
+        raise SystemExit(f"bench: {TESTS / 'support' / 'appbench.py'} not found: run the bench from a checkout "
+                         "of the repository (or use --epochs, which does not start the app)")
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    from support import appbench
+    return appbench
 
 
 def epoch_check(args) -> int:
@@ -96,11 +107,11 @@ def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
     # This machine's speed drifts by up to 2x for tens of seconds at a time, so the forward pass is
     # timed right before and right after each timed epoch (the first epoch, with graph tracing, is
     # not counted), and the round whose train/forward ratio is the median one is reported.
-    forward = [forward_img_s(framework, module, model, arrays.x_train, config.batch_size)]
+    forward = [forward_img_s(module, model, arrays.x_train, config)]
 
     def between_epochs(event):
         if event["type"] == "epoch":
-            forward.append(forward_img_s(framework, module, model, arrays.x_train, config.batch_size))
+            forward.append(forward_img_s(module, model, arrays.x_train, config))
 
     history = module.train(model, arrays, config.with_changes(epochs=1 + ROUNDS), between_epochs)["history"]
     rounds = sorted([(h["images_per_s"] / ((before + after) / 2), h, (before + after) / 2)
@@ -117,27 +128,15 @@ def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
             "precision": info["precision"]}
 
 
-def forward_img_s(framework: str, module, model, images: np.ndarray, batch: int) -> float:
-    """Backbone only, on images already decoded and in memory, batch by batch."""
-    if framework == "pytorch":
-        import torch
-        device = module.select_device("auto")
-        model.to(device)
-        tensors = [module.preprocess(module.to_tensor(images[i:i + batch]).to(device))
-                   for i in range(0, len(images), batch)]
-        with torch.inference_mode(), module.autocast(model, device):
-            run = lambda x: module.backbone_features(model, x)
-            run(tensors[0])
-            started = time.perf_counter()
-            for x in tensors:
-                run(x).float().cpu()
-    else:
-        extract = module.feature_function(model)
-        tensors = [module.preprocess(images[i:i + batch]) for i in range(0, len(images), batch)]
-        extract(tensors[0])
-        started = time.perf_counter()
-        for x in tensors:
-            extract(x).numpy()
+def forward_img_s(module: Backend, model, images: np.ndarray, config: TrainConfig) -> float:
+    """Backbone only, on images already preprocessed and on the device, batch by batch."""
+    device, batch = module.select_device(config.device), config.batch_size
+    tensors = [module.preprocess(images[i:i + batch], device) for i in range(0, len(images), batch)]
+    run = module.backbone(model)
+    run(tensors[0])  # graph tracing, kernel selection
+    started = time.perf_counter()
+    for x in tensors:
+        run(x)
     return len(images) / (time.perf_counter() - started)
 
 
@@ -196,6 +195,8 @@ def seed_pytorch(config: TrainConfig, train, val) -> dict:
 
 def seed_keras(config: TrainConfig, train, val) -> dict:
     from trainer import keras_backend  # noqa: F401 - the import order torch -> TensorFlow
+
+    # isort: split
     import keras
     from keras import layers
     from PIL import Image
@@ -216,7 +217,8 @@ def seed_keras(config: TrainConfig, train, val) -> dict:
             batch = self.samples[index * config.batch_size:(index + 1) * config.batch_size]
             images = []
             for sample in batch:
-                image = np.asarray(Image.open(sample.path).convert("RGB").resize((size, size), Image.NEAREST), "float32")
+                image = Image.open(sample.path).convert("RGB").resize((size, size), Image.NEAREST)
+                image = np.asarray(image, "float32")
                 images.append(np.asarray(augment_one(image, training=True)) if self.augment else image)
             inputs = keras.applications.resnet50.preprocess_input(np.stack(images))
             return inputs, np.array([s.label for s in batch])
@@ -245,7 +247,7 @@ def seed_keras(config: TrainConfig, train, val) -> dict:
     return {"img_s": len(train) / timer.train_s, "epoch_s": timer.epoch_s}
 
 
-# ---------------------------------------------------------------- prediction and the app
+# ---------------------------------------------------------------- prediction
 
 def predict_both(models: str, image_path: str) -> float:
     from trainer.predictor import Predictor
@@ -259,104 +261,6 @@ def predict_both(models: str, image_path: str) -> float:
         predictor.predict(image)
         times.append(time.perf_counter() - started)
     return float(np.median(times))
-
-
-def app_figures(models: str, config: TrainConfig) -> tuple[list[float], float, float]:
-    """Seconds from `python app.py` to the page answering (each start); seconds from Start at the
-    default settings (both frameworks, 224 px, every image, augmentation on; weights none, which
-    trains the same network) to the first chart point; the app's peak memory (MB) after a training
-    of both frameworks (feature cache) and predictions with both models."""
-    from gradio_client import Client, handle_file
-    with tempfile.TemporaryDirectory() as runs:
-        env = {**os.environ, "AVP_MODELS_DIR": models, "AVP_RUNS_DIR": runs, "AVP_DATA_DIR": config.data_dir}
-        ready = []
-        for _ in range(APP_STARTS - 1):
-            app, url, seconds = start_app(env)
-            stop_app(app)
-            ready.append(seconds)
-        app, url, seconds = start_app(env)
-        ready.append(seconds)
-        try:
-            client = Client(url, verbose=False)
-            first_point = first_chart_point(client, config.data_dir)
-            start_run(client, config.data_dir, epochs=1, image_size=config.image_size, limit=config.limit,
-                      feature_cache=True, augment=AugmentConfig(enabled=False))
-            wait_until_done(client)
-            image = handle_file(str(next(Path(config.data_dir).rglob("*.jpg"))))
-            for _ in range(3):
-                client.predict([image], api_name="/predict")
-            client.predict(image, 10, 0.8, 1.2, 0, 0, True, False, 1, api_name="/preview")
-            peak = peak_rss_mb(app.pid)
-        finally:
-            stop_app(app)
-    return ready, first_point, peak
-
-
-def start_app(env: dict) -> tuple[subprocess.Popen, str, float]:
-    """`python app.py` on a free port: (process, its URL, seconds until its page answered)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    started = time.perf_counter()
-    app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env={**env, "GRADIO_SERVER_PORT": str(port)},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        return app, url, wait_for_page(url, started)
-    except BaseException:
-        stop_app(app)
-        raise
-
-
-def stop_app(app: subprocess.Popen) -> None:
-    app.terminate()
-    app.wait(30)
-
-
-def start_run(client, data_dir: str, **changes) -> None:
-    """Press Start through the API: the Train tab's defaults (TrainConfig's) unless changed, weights none."""
-    c = TrainConfig(data_dir=data_dir, weights="none", allow_random_init=True).with_changes(**changes)
-    a = c.augment
-    client.predict(c.framework, c.data_dir, c.epochs, c.batch_size, c.lr, c.image_size, c.head_units, c.limit,
-                   c.feature_cache, c.unfreeze, c.weights, c.allow_random_init, c.seed, a.enabled, a.shear_deg,
-                   a.zoom_min, a.zoom_max, a.rotation_deg, a.shift, a.hflip, a.vflip, api_name="/start")
-
-
-def first_chart_point(client, data_dir: str) -> float:
-    """Start at the default settings, wait for the first batch's loss (the chart's first point), Stop."""
-    started = time.perf_counter()
-    start_run(client, data_dir)
-    while client.predict(api_name="/training_status")["batches"] == 0:
-        if time.perf_counter() - started > 300:
-            raise TimeoutError("no chart point 300 s after Start")
-        time.sleep(0.1)
-    seconds = time.perf_counter() - started
-    client.predict(api_name="/stop")
-    wait_until_done(client)
-    return seconds
-
-
-def wait_until_done(client) -> None:
-    while client.predict(api_name="/training_status")["status"] in ACTIVE:
-        time.sleep(0.5)
-
-
-def wait_for_page(url: str, started: float, timeout_s: float = 120) -> float:
-    while time.perf_counter() - started < timeout_s:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return time.perf_counter() - started
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout_s} s")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def print_table(figures: dict) -> None:

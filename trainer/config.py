@@ -70,7 +70,7 @@ class TrainConfig:
     def augment_active(self) -> bool:
         return not self.feature_cache and not self.augment.is_identity
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise ValueError listing every problem; return self so calls can chain."""
         problems = list(self.augment.validate())
         if self.framework not in (*FRAMEWORKS, "both"):
@@ -107,7 +107,7 @@ class TrainConfig:
             raise ValueError("invalid training settings: " + "; ".join(problems))
         return self
 
-    def with_changes(self, **changes) -> "TrainConfig":
+    def with_changes(self, **changes) -> TrainConfig:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -117,7 +117,7 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         values = dict(values)
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
@@ -134,5 +134,5 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
+    def from_json(cls, text: str) -> TrainConfig:
         return cls.from_dict(json.loads(text))

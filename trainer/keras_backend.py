@@ -1,6 +1,7 @@
 """Keras 3 (TensorFlow) side: keras.applications ResNet-50, frozen, with a new head.
 
-Mirror of trainer/torch_backend.py: same public functions, same arguments. The model ends in a
+Implements trainer/backend.py's `Backend`, as trainer/torch_backend.py does: same public functions,
+same arguments, same kinds of values; helpers private to this file start with `_`. The model ends in a
 softmax and returns probabilities (Keras' convention; its losses take probabilities).
 Preprocessing is `keras.applications.resnet50.preprocess_input` ("caffe": RGB -> BGR, ImageNet
 mean subtracted, no scaling). Keras 3 has no public ImageDataGenerator, which the seed notebook
@@ -14,31 +15,32 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pathlib import Path  # noqa: E402
-
 # torchvision (and the triton it pulls in) must be loaded before TensorFlow when both live in one
 # process (the app's predictor, a `--framework both` run): the other order segfaults while
 # importing triton (torch 2.14.1, torchvision 0.29.1, TensorFlow 2.21).
-import torchvision  # noqa: E402, F401
+import torchvision  # noqa: F401
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import layers  # noqa: E402
+# isort: split
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
 
-from trainer import loop, store, weights  # noqa: E402
-from trainer.augment import AugmentConfig  # noqa: E402
-from trainer.config import TrainConfig, use_bfloat16  # noqa: E402
-from trainer.constants import FEATURE_DIM  # noqa: E402
-from trainer.keras_affine import RandomAffine  # noqa: E402
+from trainer import loop, store, weights
+from trainer.augment import AugmentConfig
+from trainer.config import TrainConfig, use_bfloat16
+from trainer.constants import FEATURE_DIM
+from trainer.keras_affine import RandomAffine
 
 FRAMEWORK = "keras"
-STAGES = ("conv2", "conv3", "conv4", "conv5")  # ResNet stages (layer name prefixes), input to output
-EVAL_BATCH = 64
+_STAGES = ("conv2", "conv3", "conv4", "conv5")  # ResNet stages (layer name prefixes), input to output
+_EVAL_BATCH = 64
 
 
 # ---------------------------------------------------------------- device
@@ -58,6 +60,7 @@ def select_device(preference: str = "auto") -> str:
 
 
 def describe_device(preference: str = "auto") -> str:
+    """The device in words, for the page and the logs."""
     if select_device(preference) == "gpu":
         gpu = tf.config.list_physical_devices("GPU")[0]
         name = tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
@@ -89,10 +92,10 @@ def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int
     drawn = {key: np.asarray(value) for key, value in
              layer.get_random_transformation(batch, seed=keras.random.SeedGenerator(seed)).items()}
     images = np.clip(np.round(layer.transform_images(batch, drawn).numpy()), 0, 255).astype(np.uint8)
-    return [(out, describe(drawn, i, aug)) for i, out in enumerate(images)]
+    return [(out, _describe_drawn(drawn, i, aug)) for i, out in enumerate(images)]
 
 
-def describe(drawn: dict, i: int, aug: AugmentConfig) -> dict:
+def _describe_drawn(drawn: dict, i: int, aug: AugmentConfig) -> dict:
     """The values image `i` drew, in AugmentConfig's units; only those of enabled settings."""
     values = {"hflip": bool(drawn["hflip"][i]) if aug.hflip else None,
               "vflip": bool(drawn["vflip"][i]) if aug.vflip else None,
@@ -102,7 +105,13 @@ def describe(drawn: dict, i: int, aug: AugmentConfig) -> dict:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def preprocess(images) -> tf.Tensor:
+def preprocess(images: np.ndarray, device: str = "cpu") -> tf.Tensor:
+    """uint8 NHWC RGB -> the backbone's input (see `_normalise`), placed on `device`."""
+    with tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
+        return _normalise(images)
+
+
+def _normalise(images) -> tf.Tensor:
     """uint8 or float NHWC RGB -> caffe-style input: BGR, ImageNet mean subtracted (Keras' way)."""
     return keras.applications.resnet50.preprocess_input(tf.cast(images, tf.float32))
 
@@ -114,7 +123,7 @@ def network_view(image: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- model
 
-def load_backbone(config: TrainConfig) -> tuple[keras.Model, bool, list[str]]:
+def _load_backbone(config: TrainConfig) -> tuple[keras.Model, bool, list[str]]:
     """ResNet-50 with ImageNet weights when it can be had; (model, pretrained, warnings)."""
     shape = (config.image_size, config.image_size, 3)
     resnet = lambda source: keras.applications.ResNet50(include_top=False, weights=source, input_shape=shape)
@@ -142,16 +151,16 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[keras.Model, dic
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16" if bfloat16 else "float32")
     try:  # the layers keep the policy they were built with; other Keras code keeps its own
-        model, pretrained, warnings = build_layers(num_classes, config)
+        model, pretrained, warnings = _build_layers(num_classes, config)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     return model, {"pretrained": pretrained, "warnings": warnings,
                    "precision": "bfloat16" if bfloat16 else "float32"}
 
 
-def build_layers(num_classes: int, config: TrainConfig):
-    base, pretrained, warnings = load_backbone(config)
-    unfrozen = STAGES[len(STAGES) - config.unfreeze:] if config.unfreeze else ()
+def _build_layers(num_classes: int, config: TrainConfig):
+    base, pretrained, warnings = _load_backbone(config)
+    unfrozen = _STAGES[len(_STAGES) - config.unfreeze:] if config.unfreeze else ()
     for layer in base.layers:
         layer.trainable = (layer.name.startswith(unfrozen) if unfrozen else False) and not isinstance(
             layer, layers.BatchNormalization)
@@ -165,17 +174,17 @@ def build_layers(num_classes: int, config: TrainConfig):
     return keras.Model(inputs, outputs, name="resnet50_transfer"), pretrained, warnings
 
 
-def head_layers(model: keras.Model) -> list[keras.layers.Layer]:
+def _head_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return [model.get_layer("head_hidden"), model.get_layer("head_output")]
 
 
-def head(model: keras.Model, features):
-    for layer in head_layers(model):
+def _head(model: keras.Model, features):
+    for layer in _head_layers(model):
         features = layer(features)
     return features
 
 
-def feature_function(model: keras.Model):
+def _feature_function(model: keras.Model):
     """A compiled function: preprocessed NHWC batch -> (N, 2048) backbone features (cached)."""
     if not hasattr(model, "_feature_fn"):
         extractor = keras.Model(model.input, model.get_layer("avg_pool").output)
@@ -185,11 +194,17 @@ def feature_function(model: keras.Model):
     return model._feature_fn
 
 
+def backbone(model: keras.Model) -> Callable[[tf.Tensor], np.ndarray]:
+    """The compiled backbone alone: a batch from `preprocess` -> (N, 2048) features as numpy."""
+    extract = _feature_function(model)
+    return lambda x: extract(x).numpy()
+
+
 def features_of(model: keras.Model, images: np.ndarray) -> tf.Tensor:
     """Backbone features of uint8 NHWC images, in batches, outside any gradient tape."""
-    extract = feature_function(model)
-    chunks = [tf.cast(extract(preprocess(images[start:start + EVAL_BATCH])), tf.float32)
-              for start in range(0, len(images), EVAL_BATCH)]
+    extract = _feature_function(model)
+    chunks = [tf.cast(extract(_normalise(images[start:start + _EVAL_BATCH])), tf.float32)
+              for start in range(0, len(images), _EVAL_BATCH)]
     return tf.concat(chunks, 0) if chunks else tf.zeros((0, FEATURE_DIM))
 
 
@@ -198,24 +213,24 @@ def features_of(model: keras.Model, images: np.ndarray) -> tf.Tensor:
 def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, should_stop=loop.never) -> dict:
     """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays)."""
     frozen = config.unfreeze == 0
-    head_vars = [v for layer in head_layers(model) for v in layer.trainable_variables]
+    head_vars = [v for layer in _head_layers(model) for v in layer.trainable_variables]
     backbone_vars = [v for v in model.trainable_variables if all(v is not h for h in head_vars)]
     head_optimizer = keras.optimizers.Adam(config.lr)
     backbone_optimizer = keras.optimizers.Adam(config.fine_tune_lr)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
-    extract = feature_function(model)
+    extract = _feature_function(model)
 
     @tf.function
     def step(inputs, labels, from_features: bool):
         if frozen:
-            features = inputs if from_features else extract(preprocess(inputs))
+            features = inputs if from_features else extract(_normalise(inputs))
             with tf.GradientTape() as tape:
-                probabilities = head(model, features)
+                probabilities = _head(model, features)
                 loss = loss_fn(labels, probabilities)
             head_optimizer.apply_gradients(zip(tape.gradient(loss, head_vars), head_vars))
         else:
             with tf.GradientTape() as tape:
-                probabilities = model(preprocess(inputs), training=False)
+                probabilities = model(_normalise(inputs), training=False)
                 loss = loss_fn(labels, probabilities)
             gradients = tape.gradient(loss, head_vars + backbone_vars)
             head_optimizer.apply_gradients(zip(gradients[:len(head_vars)], head_vars))
@@ -224,10 +239,10 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
         return loss, correct
 
     if config.feature_cache:
-        batches = iter(make_dataset(features_of(model, data.x_train), data.y_train, config, None))
+        batches = iter(_make_dataset(features_of(model, data.x_train), data.y_train, config, None))
     else:
         augmenter = build_augmenter(config.augment, config.seed) if config.augment_active else None
-        batches = iter(make_dataset(data.x_train, data.y_train, config, augmenter))
+        batches = iter(_make_dataset(data.x_train, data.y_train, config, augmenter))
 
     steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
 
@@ -244,7 +259,7 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
                            train_batches, validate, on_event, should_stop)
 
 
-def make_dataset(inputs, labels: np.ndarray, config: TrainConfig, augmenter) -> tf.data.Dataset:
+def _make_dataset(inputs, labels: np.ndarray, config: TrainConfig, augmenter) -> tf.data.Dataset:
     """Shuffled batches, augmented in parallel with the training step (tf.data map + prefetch).
 
     One endless stream (repeat) for all epochs: the prefetch keeps working across epoch ends
@@ -262,7 +277,7 @@ def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray, feature
     """(mean loss, accuracy, probabilities) on uint8 images, or on their cached features."""
     if features is None:
         features = features_of(model, images)
-    probabilities = head(model, features).numpy().astype(np.float32)
+    probabilities = _head(model, features).numpy().astype(np.float32)
     if not len(labels):
         return float("nan"), float("nan"), probabilities
     loss = float(keras.losses.SparseCategoricalCrossentropy()(labels, probabilities))
@@ -271,7 +286,7 @@ def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray, feature
 
 def predict_proba(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """Class probabilities (N, classes) for uint8 NHWC images."""
-    return head(model, features_of(model, images)).numpy().astype(np.float32)
+    return _head(model, features_of(model, images)).numpy().astype(np.float32)
 
 
 # ---------------------------------------------------------------- save and load
@@ -290,4 +305,5 @@ def load(folder: str | Path) -> tuple[keras.Model, dict]:
 
 
 def versions() -> dict:
+    """The framework's package versions, saved in metadata.json."""
     return {"tensorflow": tf.__version__, "keras": keras.__version__}

@@ -12,10 +12,12 @@ import threading
 import time
 import warnings
 from datetime import datetime, timezone
+from typing import cast
 
 import numpy as np
 
 from trainer import __version__, data, loop
+from trainer.backend import Backend
 from trainer.config import TrainConfig
 
 PREPROCESSING = {
@@ -25,10 +27,10 @@ PREPROCESSING = {
 MAX_MISCLASSIFIED = 48
 
 
-def backend(framework: str):
-    """The backend module of a framework, imported on first use."""
+def backend(framework: str) -> Backend:
+    """The backend module of a framework (trainer/backend.py's surface), imported on first use."""
     name = {"keras": "keras_backend", "pytorch": "torch_backend"}[framework]
-    return importlib.import_module(f"trainer.{name}")
+    return cast(Backend, importlib.import_module(f"trainer.{name}"))
 
 
 def load_data(config: TrainConfig, on_event=loop.ignore) -> data.Arrays:

@@ -1,6 +1,7 @@
 """PyTorch side: torchvision ResNet-50, frozen, with a new head; train, evaluate, save, load.
 
-Mirror of trainer/keras_backend.py: same public functions, same arguments. The model returns
+Implements trainer/backend.py's `Backend`, as trainer/keras_backend.py does: same public functions,
+same arguments, same kinds of values; helpers private to this file start with `_`. The model returns
 logits (PyTorch's convention; the loss applies log-softmax itself), and `predict_proba` applies
 the softmax. Preprocessing is torchvision's: scale to 0-1, normalise with the ImageNet mean/std.
 """
@@ -8,6 +9,7 @@ the softmax. Preprocessing is torchvision's: scale to 0-1, normalise with the Im
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,23 +25,29 @@ from trainer.config import TrainConfig, use_bfloat16
 from trainer.constants import FEATURE_DIM, IMAGENET_MEAN, IMAGENET_STD
 
 FRAMEWORK = "pytorch"
-STAGES = ("layer1", "layer2", "layer3", "layer4")  # ResNet stages, input to output
-EVAL_BATCH = 64
+_STAGES = ("layer1", "layer2", "layer3", "layer4")  # ResNet stages, input to output
+_EVAL_BATCH = 64
 
 
 # ---------------------------------------------------------------- device
 
-def select_device(preference: str = "auto") -> torch.device:
+def select_device(preference: str = "auto") -> str:
+    """Return "gpu" (CUDA) or "cpu"."""
     if preference in ("auto", "gpu") and torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-        return torch.device("cuda")
+        return "gpu"
     if preference == "gpu":
         raise RuntimeError("device gpu was asked for, but PyTorch sees no CUDA GPU")
-    return torch.device("cpu")
+    return "cpu"
+
+
+def _torch_device(preference: str = "auto") -> torch.device:
+    return torch.device("cuda" if select_device(preference) == "gpu" else "cpu")
 
 
 def describe_device(preference: str = "auto") -> str:
-    device = select_device(preference)
+    """The device in words, for the page and the logs."""
+    device = _torch_device(preference)
     if device.type == "cuda":
         return f"GPU ({torch.cuda.get_device_name(device)})"
     return f"CPU ({torch.get_num_threads()} threads)"
@@ -47,8 +55,14 @@ def describe_device(preference: str = "auto") -> str:
 
 # ---------------------------------------------------------------- augmentation and preprocessing
 
-def build_augmenter(aug: AugmentConfig) -> v2.Compose:
-    """torchvision.transforms.v2 pipeline for one uint8 CHW image."""
+def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> v2.Compose:
+    """torchvision.transforms.v2 pipeline for one uint8 CHW image.
+
+    The transforms draw from torch's global random state (they take no generator), so a seed
+    seeds that state: the draws then follow the seed, as the Keras layer's do.
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
     if not aug.enabled:
         return v2.Compose([v2.Identity()])
     steps = []
@@ -96,12 +110,17 @@ def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int
     return samples or [(image.copy(), {}) for _ in range(count)]
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 numpy -> (N, 3, H, W) uint8 tensor, no copy."""
     return torch.from_numpy(np.require(images, requirements=("C", "W"))).permute(0, 3, 1, 2)
 
 
-def preprocess(images: torch.Tensor) -> torch.Tensor:
+def preprocess(images: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    """uint8 NHWC RGB -> the backbone's input (see `_normalise`), placed on `device`."""
+    return _normalise(_to_tensor(images).to(_torch_device(device)))
+
+
+def _normalise(images: torch.Tensor) -> torch.Tensor:
     """uint8 NCHW -> float, 0-1, normalised with the ImageNet mean and std (torchvision's way)."""
     mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
@@ -110,12 +129,12 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
 
 def network_view(image: np.ndarray) -> np.ndarray:
     """What the network sees: one uint8 HWC image after `preprocess`, as float HWC (RGB)."""
-    return preprocess(to_tensor(image[None]))[0].permute(1, 2, 0).numpy()
+    return preprocess(image[None])[0].permute(1, 2, 0).numpy()
 
 
 # ---------------------------------------------------------------- model
 
-def load_backbone(config: TrainConfig) -> tuple[nn.Module, bool, list[str]]:
+def _load_backbone(config: TrainConfig) -> tuple[nn.Module, bool, list[str]]:
     """ResNet-50 with ImageNet weights when it can be had; (model, pretrained, warnings)."""
     if config.weights == "none":
         return torchvision.models.resnet50(weights=None), False, [
@@ -139,11 +158,11 @@ def load_backbone(config: TrainConfig) -> tuple[nn.Module, bool, list[str]]:
 
 
 def build_model(num_classes: int, config: TrainConfig) -> tuple[nn.Module, dict]:
-    """Frozen ResNet-50 + new head (Linear(2048, units), ReLU, Linear(units, classes))."""
+    """Frozen ResNet-50 + new head (Linear(2048, units), ReLU, Linear(units, classes)), on its device."""
     torch.manual_seed(config.seed)
-    model, pretrained, warnings = load_backbone(config)
+    model, pretrained, warnings = _load_backbone(config)
     model.requires_grad_(False)
-    for stage in STAGES[len(STAGES) - config.unfreeze:] if config.unfreeze else ():
+    for stage in _STAGES[len(_STAGES) - config.unfreeze:] if config.unfreeze else ():
         getattr(model, stage).requires_grad_(True)
     model.fc = nn.Sequential(nn.Linear(FEATURE_DIM, config.head_units), nn.ReLU(),
                              nn.Linear(config.head_units, num_classes))
@@ -152,31 +171,41 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[nn.Module, dict]
     # would drift towards each small batch (the seed notebook's loop let them), which hurts when
     # fine-tuning on a few hundred images.
     model.eval()
-    model.bfloat16 = use_bfloat16(config.precision, select_device(config.device).type == "cuda")
+    model.bfloat16 = use_bfloat16(config.precision, select_device(config.device) == "gpu")
     # channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolutions.
-    return model.to(memory_format=torch.channels_last), {
+    return model.to(_torch_device(config.device), memory_format=torch.channels_last), {
         "pretrained": pretrained, "warnings": warnings, "precision": "bfloat16" if model.bfloat16 else "float32"}
 
 
-def backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """ResNet-50 without its head: (N, 3, H, W) normalised -> (N, 2048)."""
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
     x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
     return torch.flatten(model.avgpool(x), 1)
 
 
+def backbone(model: nn.Module) -> Callable[[torch.Tensor], np.ndarray]:
+    """The backbone alone: a batch from `preprocess` -> (N, 2048) features as numpy."""
+    device = next(model.parameters()).device
+
+    def run(x: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode(), _autocast(model, device):
+            return _backbone_features(model, x).float().cpu().numpy()
+    return run
+
+
 def features_of(model: nn.Module, images: np.ndarray) -> torch.Tensor:
     """Backbone features of uint8 NHWC images, in batches, without autograd, on the model's device."""
     device = next(model.parameters()).device
     chunks = []
-    with torch.inference_mode(), autocast(model, device):
-        for start in range(0, len(images), EVAL_BATCH):
-            batch = to_tensor(images[start:start + EVAL_BATCH]).to(device, non_blocking=True)
-            chunks.append(backbone_features(model, preprocess(batch)).float())
+    with torch.inference_mode(), _autocast(model, device):
+        for start in range(0, len(images), _EVAL_BATCH):
+            batch = _to_tensor(images[start:start + _EVAL_BATCH]).to(device, non_blocking=True)
+            chunks.append(_backbone_features(model, _normalise(batch)).float())
     return torch.cat(chunks) if chunks else torch.zeros((0, FEATURE_DIM), device=device)
 
 
-def autocast(model: nn.Module, device: torch.device):
+def _autocast(model: nn.Module, device: torch.device):
     """bfloat16 mixed precision where build_model chose it (no loss scaling needed)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=model.bfloat16)
 
@@ -185,20 +214,19 @@ def autocast(model: nn.Module, device: torch.device):
 
 def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, should_stop=loop.never) -> dict:
     """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays)."""
-    device = select_device(config.device)
+    device = _torch_device(config.device)
     model.to(device)
     frozen = config.unfreeze == 0
     backbone_params = [p for p in model.parameters() if p.requires_grad and not _is_head(model, p)]
     optimizer = torch.optim.Adam([{"params": model.fc.parameters(), "lr": config.lr},
                                   {"params": backbone_params, "lr": config.fine_tune_lr}])
     loss_fn = nn.CrossEntropyLoss()
-    augmenter = build_augmenter(config.augment) if config.augment_active else None
-    torch.manual_seed(config.seed)
+    augmenter = build_augmenter(config.augment, config.seed) if config.augment_active else None
     order = torch.Generator().manual_seed(config.seed)
     cached_train = features_of(model, data.x_train) if config.feature_cache else None
     # The decoded images live on the training device once (AvP at 224 px: ~100 MB), so a GPU never
     # waits for JPEG decoding or host-to-device copies; augmentation runs there too.
-    x_train = None if cached_train is not None else to_tensor(data.x_train).to(device)
+    x_train = None if cached_train is not None else _to_tensor(data.x_train).to(device)
     y_train = torch.from_numpy(data.y_train).to(device)
 
     def next_inputs(index: torch.Tensor) -> torch.Tensor:
@@ -216,13 +244,13 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
             index = permutation[start:start + config.batch_size]
             waited = time.perf_counter()
             inputs = next_inputs(index)
-            synchronize(device)  # so the data time is the data's, not the queued GPU work's
+            _synchronize(device)  # so the data time is the data's, not the queued GPU work's
             data_s = time.perf_counter() - waited
             if cached_train is not None:
                 features = inputs
             else:
-                with torch.set_grad_enabled(not frozen), autocast(model, device):
-                    features = backbone_features(model, preprocess(inputs))
+                with torch.set_grad_enabled(not frozen), _autocast(model, device):
+                    features = _backbone_features(model, _normalise(inputs))
             logits = model.fc(features.float())
             loss = loss_fn(logits, y_train[index])
             optimizer.zero_grad(set_to_none=True)
@@ -236,7 +264,7 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
                            train_batches, validate, on_event, should_stop)
 
 
-def synchronize(device: torch.device) -> None:
+def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -280,9 +308,10 @@ def load(folder: str | Path) -> tuple[nn.Module, dict]:
     model, _ = build_model(len(metadata["classes"]), config)
     state = torch.load(Path(folder) / store.MODEL_FILES[FRAMEWORK], map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    return model.to(select_device(config.device)).eval(), metadata
+    return model.eval(), metadata
 
 
 def versions() -> dict:
+    """The framework's package versions, saved in metadata.json."""
     return {"torch": torch.__version__, "torchvision": torchvision.__version__}
 

@@ -9,26 +9,55 @@ Measured on a 2-core machine, gradio 6.31's import took ~5.5 s, of which:
   placeholder is `{{ component }}`. Rendered with `str.replace` instead: the same text.
 `speed_up_gradio_import()`, called before gradio is first imported, applies both as the modules
 load; if gradio is already imported it changes nothing.
+
+Both patch private gradio functions, read from the pinned version (GRADIO_PIN, kept equal to
+requirements.txt by tests/test_startup.py, which also checks every rendered docstring against
+gradio's own jinja2 rendering). With any other gradio installed, start-up says so on stderr, and
+each patch that finds nothing to patch says so too.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.metadata
 import sys
+import warnings
 
+GRADIO_PIN = "6.31.0"  # the gradio these patches were written for and tested with (requirements.txt)
 PLACEHOLDER = "{{ component }}"
 
 
+class GradioPatchWarning(UserWarning):
+    """ui/startup.py's patches may not fit the installed gradio."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"ui/startup.py: {message}", GradioPatchWarning, stacklevel=2)
+
+
+def check_gradio_version() -> str | None:
+    """Warn when the installed gradio is not GRADIO_PIN; return the installed version (None: none)."""
+    try:
+        installed = importlib.metadata.version("gradio")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    if installed != GRADIO_PIN:
+        _warn(f"it patches private functions of gradio {GRADIO_PIN}, but gradio {installed} is installed: "
+              "run tests/test_startup.py, then update GRADIO_PIN and requirements.txt together")
+    return installed
+
+
 def _skip_stub_writing(module) -> None:
-    if hasattr(module, "create_or_modify_pyi"):
-        module.create_or_modify_pyi = lambda *args, **kwargs: None
+    if not hasattr(module, "create_or_modify_pyi"):
+        return _warn("gradio.component_meta.create_or_modify_pyi is gone: stub writing not skipped")
+    module.create_or_modify_pyi = lambda *args, **kwargs: None
 
 
 def _plain_event_docs(module) -> None:
     listener = getattr(module, "EventListener", None)
     if listener is None or not hasattr(listener, "set_doc"):
-        return
+        return _warn("gradio.events.EventListener.set_doc is gone: event docs rendered by gradio")
     render_with_jinja = listener.set_doc
 
     def set_doc(self, component: str):
@@ -64,4 +93,5 @@ class _PatchOnLoad(importlib.abc.MetaPathFinder):
 
 def speed_up_gradio_import() -> None:
     if "gradio" not in sys.modules and not any(isinstance(f, _PatchOnLoad) for f in sys.meta_path):
+        check_gradio_version()
         sys.meta_path.insert(0, _PatchOnLoad())

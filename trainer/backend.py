@@ -1,0 +1,94 @@
+"""The one surface both backends offer: what trainer/keras_backend.py and trainer/torch_backend.py share.
+
+Callers get a backend with `trainer.runner.backend(framework)` and use only these names, so they
+never branch on the framework. Each backend module defines exactly these public names with these
+signatures (tests/test_backends.py checks both); everything else in a backend starts with `_`.
+Reading one backend tells you how to read the other: the differences are the frameworks'.
+
+Shared meanings: images are uint8 numpy arrays, NHWC, RGB; a device is "cpu" or "gpu"; a model
+is the framework's own (a keras.Model, a torch.nn.Module) and so is a tensor: `Any` here, because
+this module imports no framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from trainer import loop
+
+if TYPE_CHECKING:
+    from trainer.augment import AugmentConfig
+    from trainer.config import TrainConfig
+    from trainer.data import Arrays
+
+Model = Any  # keras.Model or torch.nn.Module
+Tensor = Any  # tf.Tensor or torch.Tensor
+Sample = tuple[np.ndarray, dict]  # an augmented uint8 HWC image, and the random values it drew
+
+
+@runtime_checkable
+class Backend(Protocol):
+    FRAMEWORK: str  # "keras" or "pytorch", as in trainer.FRAMEWORKS
+
+    # ---------------------------------------------------------------- device
+
+    def select_device(self, preference: str = "auto") -> str:
+        """"gpu" or "cpu" for a preference of auto, cpu or gpu; raises RuntimeError for gpu without one."""
+
+    def describe_device(self, preference: str = "auto") -> str:
+        """The device in words for people, e.g. "GPU (NVIDIA H100)" or "CPU (16 cores)"."""
+
+    # ---------------------------------------------------------------- augmentation and preprocessing
+
+    def build_augmenter(self, aug: AugmentConfig, seed: int | None = None) -> Any:
+        """The framework's augmentation pipeline for the settings; its random draws follow `seed`
+        (None: the framework's global random state)."""
+
+    def augment_samples(self, image: np.ndarray, aug: AugmentConfig, count: int, seed: int) -> list[Sample]:
+        """`count` augmented copies of one HWC image, each with the values it drew (AugmentConfig's units)."""
+
+    def preprocess(self, images: np.ndarray, device: str = "cpu") -> Tensor:
+        """NHWC images -> the backbone's input, on `device`, normalised the way its weights expect."""
+
+    def network_view(self, image: np.ndarray) -> np.ndarray:
+        """What the network sees of one HWC image: `preprocess`'s output as float HWC numpy."""
+
+    # ---------------------------------------------------------------- model
+
+    def build_model(self, num_classes: int, config: TrainConfig) -> tuple[Model, dict]:
+        """Frozen ResNet-50 + new head, on the config's device; info: pretrained, warnings, precision."""
+
+    def backbone(self, model: Model) -> Callable[[Tensor], np.ndarray]:
+        """The model's backbone as one function: a batch from `preprocess` -> (N, 2048) features,
+        without gradients, in the model's precision (the forward pass alone, for timing it)."""
+
+    def features_of(self, model: Model, images: np.ndarray) -> Tensor:
+        """Backbone features (N, 2048) of NHWC images, in batches, without gradients."""
+
+    # ---------------------------------------------------------------- training
+
+    def train(self, model: Model, data: Arrays, config: TrainConfig, on_event: loop.EventSink = loop.ignore,
+              should_stop: Callable[[], bool] = loop.never) -> dict:
+        """Train the head (and any unfrozen stages) with trainer/loop.py's epoch loop; its result."""
+
+    def evaluate(self, model: Model, images: np.ndarray, labels: np.ndarray,
+                 features: Tensor | None = None) -> tuple[float, float, np.ndarray]:
+        """(mean loss, accuracy, probabilities) on images, or on their `features_of` when given."""
+
+    def predict_proba(self, model: Model, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes), float32, for NHWC images."""
+
+    # ---------------------------------------------------------------- save and load
+
+    def save(self, model: Model, models_dir: str | Path, metadata: dict) -> Path:
+        """The model and metadata.json under `<models_dir>/<FRAMEWORK>`, atomically (trainer/store.py)."""
+
+    def load(self, folder: str | Path) -> tuple[Model, dict]:
+        """A saved model, on its device, ready to predict, and its metadata; runs no code from the file."""
+
+    def versions(self) -> dict:
+        """The framework's package versions, saved in metadata.json."""
