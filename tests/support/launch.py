@@ -2,9 +2,10 @@
 
 The one launcher for everything that drives a live app: the API and browser tests, the load test
 and the app timings of `python -m trainer bench` (tests/support/appbench.py). Each launch gets its
-own models and runs folders, so nothing touches the repository's models/ or runs/.
+own reference-models and workspaces folders, so nothing touches the repository's models/ or
+workspaces/.
 
-    app = start_app(models_dir=tmp / "models", runs_dir=tmp / "runs", data_dir=data)
+    app = start_app(models_dir=tmp / "models", workspaces_dir=tmp / "workspaces", data_dir=data)
     try:
         Client(app.url).predict(...)
     finally:
@@ -48,7 +49,7 @@ class App:
             self.process.wait(timeout_s)
 
 
-def start_app(models_dir: str | Path, runs_dir: str | Path, data_dir: str | Path | None = None,
+def start_app(models_dir: str | Path, workspaces_dir: str | Path, data_dir: str | Path | None = None,
               log: str | Path | None = None, env: dict[str, str] | None = None, timeout_s: float = 120) -> App:
     """`python app.py` from the repository root; returns once its page answers (else TimeoutError).
 
@@ -57,7 +58,7 @@ def start_app(models_dir: str | Path, runs_dir: str | Path, data_dir: str | Path
     """
     port = free_port()
     variables = {**os.environ, **(env or {}), "GRADIO_SERVER_PORT": str(port),
-                 "AVP_MODELS_DIR": str(models_dir), "AVP_RUNS_DIR": str(runs_dir)}
+                 "AVP_MODELS_DIR": str(models_dir), "AVP_WORKSPACES_DIR": str(workspaces_dir)}
     if data_dir is not None:
         variables["AVP_DATA_DIR"] = str(data_dir)
     output = open(log, "w") if log else subprocess.DEVNULL
