@@ -1,59 +1,57 @@
-"""A new user in a real browser (Debian Chromium through Playwright): preview augmentations, train
-both frameworks on a generated data set and watch the chart grow, predict, then start and stop."""
+"""Visitors in a real browser (Debian Chromium through Playwright), each in a browser context of
+their own: A previews augmentations, trains, predicts and starts a long run; B cannot stop it, queues
+behind another student and sees the position count down; A's models are untouched by B's training;
+a reload brings back A's workspace and settings."""
 
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import ROOT, make_dataset
+from conftest import make_dataset
+from support.launch import start_app
+from support.visitor import Visitor, settings
+from trainer.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run", "--disable-sync"]
+WAIT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """The app with a server data set `toy` and reference PyTorch models trained with the CLI."""
+    from trainer import runner
     base = tmp_path_factory.mktemp("browser")
-    data = make_dataset(base / "data", per_class=(24, 4), size=40)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "AVP_DATA_DIR": str(data),
-           "AVP_MODELS_DIR": str(base / "models"), "AVP_RUNS_DIR": str(base / "runs")}
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
-                               stdout=open(base / "app.log", "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield url, data
-    process.terminate()
-    process.wait(10)
+    data = make_dataset(base / "data" / "toy", per_class=(24, 4), size=40)
+    runner.train(TrainConfig(framework="pytorch", data_dir=str(data), out_dir=str(base / "reference"), epochs=1,
+                             batch_size=8, image_size=32, head_units=16, weights="none"))
+    app = start_app(base / "reference", base / "workspaces", data_dir=base / "data", log=base / "app.log")
+    yield app.url, data
+    app.stop()
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    playwright = pytest.importorskip("playwright.sync_api")
+def browser(server):
+    from playwright.sync_api import sync_playwright  # a missing driver fails the test: CI must run it
     if not os.path.exists(CHROMIUM):
         pytest.fail("Chromium is missing: ./dev test installs it with apt (chromium, chromium-driver)")
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server[0])
-        yield page
+        yield browser
         browser.close()
+
+
+def open_visitor(browser, url, errors):
+    """A new visitor: a browser context of their own (own localStorage), on the app's page."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.get_by_role("heading", name=re.compile("Alien vs. Predator")).wait_for()
+    return page
 
 
 def set_number(page, elem_id, value):
@@ -62,52 +60,93 @@ def set_number(page, elem_id, value):
     box.press("Tab")
 
 
-def chart_points(page) -> int:
-    label = page.locator("#train-chart").inner_text()
-    match = re.search(r"(\d+) points", label)
-    return int(match.group(1)) if match else 0
+def wait_text(page, elem_id, pattern, timeout=WAIT_MS):
+    page.wait_for_function(
+        "([id, source]) => new RegExp(source).test(document.querySelector('#' + id)?.innerText ?? '')",
+        arg=[elem_id, pattern], timeout=timeout)
 
 
-def test_a_user_previews_trains_predicts_and_stops(page, server):
-    _, data = server
-    page.get_by_role("heading", name=re.compile("Alien vs. Predator")).wait_for()
-
-    # Augment: both frameworks' samples appear, with the values drawn
-    page.locator("#keras-samples img").nth(7).wait_for(timeout=90_000)
-    page.locator("#torch-samples img").nth(7).wait_for(timeout=30_000)
-    assert "zoom" in page.locator("#keras-samples").inner_text()
-
-    # Train both frameworks, tiny settings, random initialisation
-    page.get_by_role("tab", name="Train").click()
-    set_number(page, "epochs", 2)
-    set_number(page, "batch-size", 8)
-    set_number(page, "image-size", 32)
-    page.locator("#weights").get_by_text("none", exact=True).click()
-    page.get_by_role("button", name="Start").click()
-    page.wait_for_function("() => /([1-9]\\d*) points/.test(document.querySelector('#train-chart').innerText)",
-                           timeout=120_000)
-    first = chart_points(page)
-    page.get_by_text("Finished").first.wait_for(timeout=240_000)
-    assert chart_points(page) > first
-    log = page.locator("#train-log textarea").input_value()
-    assert "random initialisation" in log and "keras: saved" in log and "pytorch: saved" in log
-
-    # Predict with both models
+def predicted(page, image) -> str:
     page.get_by_role("tab", name="Predict").click()
-    page.locator("#predict-files input[type=file]").set_input_files(str(data / "validation" / "bright" / "0.jpg"))
+    page.locator("#predict-files input[type=file]").set_input_files(str(image))
     page.get_by_role("button", name="Predict").click()
-    results = page.locator("#predictions")
-    results.get_by_text("PyTorch", exact=True).first.wait_for(timeout=90_000)
-    text = results.inner_text()
-    assert "Keras" in text and "bright" in text and "dark" in text and " ms" in text
+    wait_text(page, "predictions", "PyTorch: your model")
+    return page.locator("#predictions").inner_text()
 
-    # Start a longer run and stop it
-    page.get_by_role("tab", name="Train").click()
-    set_number(page, "epochs", 20)
-    page.locator("#framework").get_by_text("pytorch", exact=True).click()
-    page.get_by_role("button", name="Start").click()
-    page.get_by_text("Running").first.wait_for(timeout=60_000)
-    page.wait_for_function("() => /batch [1-9]/.test(document.querySelector('#train-progress').innerText)",
-                           timeout=60_000)
-    page.get_by_role("button", name="Stop").click()
-    page.get_by_text("Stopped by Stop").first.wait_for(timeout=60_000)
+
+def test_visitors_train_queue_and_keep_their_own_models(browser, server):
+    url, data = server
+    errors = []
+    a = open_visitor(browser, url, errors)
+
+    # Augment: both frameworks' samples, with the values drawn
+    a.locator("#keras-samples img").nth(7).wait_for(timeout=WAIT_MS)
+    a.locator("#torch-samples img").nth(7).wait_for(timeout=WAIT_MS)
+    assert "zoom" in a.locator("#keras-samples").inner_text()
+
+    # A trains PyTorch on the server's data set, tiny settings, random initialisation
+    a.get_by_role("tab", name="Train").click()
+    a.locator("#framework").get_by_text("pytorch", exact=True).click()
+    set_number(a, "epochs", 2)
+    set_number(a, "batch-size", 8)
+    set_number(a, "image-size", 32)
+    a.locator("#weights").get_by_text("none", exact=True).click()
+    a.get_by_role("button", name="Start").click()
+    wait_text(a, "train-chart", r"[1-9]\d* points")
+    wait_text(a, "train-progress", "Finished")
+    assert "pytorch: saved" in a.locator("#train-log textarea").input_value()
+
+    # A predicts: the reference model and A's own, side by side
+    image = data / "validation" / "bright" / "0.jpg"
+    before = predicted(a, image)
+    assert "PyTorch: reference model" in before
+
+    # A starts a long run; another student queues; B arrives
+    a.get_by_role("tab", name="Train").click()
+    set_number(a, "epochs", 20)
+    set_number(a, "batch-size", 1)
+    a.get_by_role("button", name="Start").click()
+    wait_text(a, "train-progress", "batch [1-9]")
+    other = Visitor(url)
+    other.start(TrainConfig(data_dir="", framework="pytorch", epochs=1, image_size=32, weights="none"), "server/toy")
+    b = open_visitor(browser, url, errors)
+    b.get_by_role("tab", name="Train").click()
+    wait_text(b, "train-queue", "busy: 1 of 1 slot.* training, 1 run.* waiting")
+    assert not b.get_by_role("button", name="Stop").is_enabled()  # nothing of B's to stop; A's is A's
+    b.locator("#framework").get_by_text("keras", exact=True).click()
+    set_number(b, "epochs", 1)
+    set_number(b, "image-size", 32)
+    b.locator("#weights").get_by_text("none", exact=True).click()
+    b.get_by_role("button", name="Start").click()
+    wait_text(b, "train-progress", "number 2")
+    assert "Running" in a.locator("#train-progress").inner_text()
+    assert "bright" not in b.locator("#train-log textarea").input_value()  # B sees nothing of A's run
+
+    a.get_by_role("button", name="Stop").click()
+    wait_text(a, "train-progress", "Stopped by Stop")
+    wait_text(b, "train-progress", "number 1")  # the position counts down
+    wait_text(b, "train-progress", "Finished", timeout=240_000)
+    assert "keras: saved" in b.locator("#train-log textarea").input_value()
+
+    # A's models are A's: B's training changed nothing of what A's Predict tab shows
+    assert predicted(a, image) == before
+
+    # A reload keeps A's workspace and settings
+    a.reload()
+    a.get_by_role("tab", name="Train").click()
+    wait_text(a, "train-progress", "Stopped by Stop")
+    assert a.locator("#epochs input[type=number]").input_value() == "20"
+    assert a.locator("#framework input[value=pytorch]").is_checked()
+    assert not errors, errors
+
+
+def test_the_api_example_in_the_readme_runs(server):
+    """The README's gradio_client example, as written there: start a run, poll it, predict."""
+    url, data = server
+    student = Visitor(url)
+    config = TrainConfig(data_dir="", framework="pytorch", epochs=1, image_size=32, weights="none")
+    status = student.call(settings(config, "server/toy"), api_name="/start")
+    assert status["status"] in ("queued", "starting", "running")
+    assert student.wait()["status"] == "done"
+    (result,) = student.predict(data / "validation" / "dark" / "0.jpg")
+    assert set(result["yours"]["pytorch"]["probabilities"]) == {"bright", "dark"}
