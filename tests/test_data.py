@@ -126,11 +126,39 @@ def test_exif_orientation_is_applied():
 
 @pytest.mark.parametrize("payload, words", [
     (b"", "empty file"), (b"<html><body>hi</body></html>", "not an image"),
-    (encoded(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")[:900], "damaged or truncated"),
+    (encoded(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")[:900], r"damaged or unsupported image \(image file is truncated"),
 ])
 def test_bad_images_are_refused_by_name(payload, words):
     with pytest.raises(data.ImageError, match=f"upload.png: {words}"):
         data.load_rgb(payload, "upload.png")
+
+
+def debian_style_xpm() -> bytes:
+    """Like Debian's /usr/share/pixmaps/python3.xpm: over 256 colours, one of them transparent."""
+    keys = ["  "] + [a + b for a in "abcdefghijklmnopq" for b in "abcdefghijklmnopq"][:256]
+    colours = [f'"  \tc None",'] + [f'"{k}\tc #{i:06X}",' for i, k in enumerate(keys[1:])]
+    return "\n".join(["/* XPM */", "static char * icon_xpm[] = {", '"3 1 257 2",', *colours,
+                      '"    ab"};']).encode()
+
+
+@pytest.mark.parametrize("payload", [
+    debian_style_xpm(),  # Pillow: KeyError
+    b"qoif\0\0\0\x10\0\0\0\x0c\x03\x01\xfe\x877\xcaN\x9c",  # Pillow: IndexError
+    b"BLP2\x01\0\x7f\0\x01\0\0\0\x10\0\0\0\x0c\0\0\0" + bytes(1344),  # Pillow: BLPFormatError
+], ids=["xpm-keyerror", "qoi-indexerror", "blp-notimplemented"])
+def test_any_decoder_failure_is_refused_by_name(payload):
+    with pytest.raises(data.ImageError, match=r"^icon.png: damaged or unsupported image \(the \w+ decoder failed"):
+        data.load_rgb(payload, "icon.png")
+
+
+def test_messages_name_the_file_not_its_folder(tmp_path):
+    for content in (b"", b"text", debian_style_xpm(), encoded(RED, "JPEG")[:300]):
+        (tmp_path / "cut.jpg").write_bytes(content)
+        with pytest.raises(data.ImageError, match="^cut.jpg: ") as error:
+            data.load_rgb(tmp_path / "cut.jpg")
+        assert str(tmp_path) not in str(error.value)
+    with pytest.raises(data.ImageError, match="^gone.jpg: no such file$"):
+        data.load_rgb(str(tmp_path / "gone.jpg"))
 
 
 def test_decompression_bomb_is_refused():

@@ -76,35 +76,55 @@ class DataSet:
 def load_rgb(source, name: str | None = None) -> Image.Image:
     """Decode an image file (path, bytes or file object) into an RGB PIL image.
 
-    Raises ImageError naming the file for empty, truncated, non-image and oversized inputs.
+    Any failure to decode raises ImageError: `name: why`, naming the file (by default its base name,
+    never its folder, which is the server's). Pillow's decoders raise far more than OSError on hostile
+    or unusual files (KeyError, IndexError, struct.error, ...); each is one bad file, not a crash.
     """
-    name = name or str(getattr(source, "name", source) if not isinstance(source, bytes) else "image")
+    name = name or display_name(source)
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     if is_empty(source):
         raise ImageError(f"{name}: empty file")
+    decoder = "image"
     try:
         with Image.open(source) as image:
+            decoder = f"{image.format} decoder"
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{name}: declares {width}x{height} pixels, more than the "
                                  f"{MAX_PIXELS:,} allowed (a decompression bomb?)")
-            image.seek(0)  # first frame of GIFs and other animations
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+            image.load()  # Image.open leaves animations (GIF, MPO) at their first frame
+            return to_rgb(ImageOps.exif_transpose(image))
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{name}: is a folder, not an image") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
-    except Image.DecompressionBombError as error:
-        raise ImageError(f"{name}: too many pixels ({error})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError(f"{name}: damaged or truncated image ({error})") from None
+    except Exception as error:  # noqa: BLE001 - any decoder failure is this file's fault
+        raise ImageError(f"{name}: {why_undecodable(error, decoder)}") from None
+
+
+def display_name(source) -> str:
+    """The base name of a path or file object: messages reach visitors and must not show server folders."""
+    if isinstance(source, bytes):
+        return "image"
+    return Path(str(getattr(source, "name", source))).name or "image"
+
+
+def why_undecodable(error: Exception, decoder: str) -> str:
+    """Plain words for a decoding failure, without the server paths some errors carry."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "is a folder, not an image"
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image, or a format Pillow cannot read"
+    if isinstance(error, Image.DecompressionBombError):
+        return "too many pixels (a decompression bomb?)"
+    if isinstance(error, MemoryError):
+        return "too large to decode"
+    if isinstance(error, OSError) and error.filename:
+        return f"cannot be read ({error.strerror})"
+    if isinstance(error, (OSError, SyntaxError, ValueError, EOFError)):  # Pillow's own messages
+        return f"damaged or unsupported image ({str(error)[:120]})"
+    return f"damaged or unsupported image (the {decoder} failed: {type(error).__name__})"
 
 
 def is_empty(source) -> bool:
