@@ -168,6 +168,46 @@ def test_decompression_bomb_is_refused():
         data.load_rgb(bomb, "bomb.png")
 
 
+def test_pixel_budget_is_shared_by_the_images_of_a_request():
+    budget = data.PixelBudget(1000, "this prediction")
+    data.load_rgb(encoded(Image.new("RGB", (20, 30)), "PNG"), "a.png", budget=budget)
+    with pytest.raises(data.BudgetError, match="^b.png: brings the pixels to decode to 1,200, "
+                                               "more than the 1,000 allowed for this prediction"):
+        data.load_rgb(encoded(Image.new("RGB", (20, 30)), "PNG"), "b.png", budget=budget)
+    assert issubclass(data.BudgetError, data.ImageError)
+
+
+def smooth(width: int, height: int) -> Image.Image:
+    """A photo-like image: gradients and a disc, so that scaled decoding can be compared."""
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    disc = ((x - 0.5) ** 2 + (y - 0.4) ** 2 < 0.05) * 120
+    return Image.fromarray(np.stack([x * 255, y * 255, disc + 60], -1).astype(np.uint8))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_large_images_decode_only_what_the_caller_needs(fmt):
+    payload = encoded(smooth(2400, 1800), fmt)
+    full, scaled = data.load_rgb(payload), data.load_rgb(payload, max_side=224)
+    assert full.size == (2400, 1800) and 448 <= min(scaled.size) and max(scaled.size) <= 1200
+    assert data.load_rgb(payload, max_side=data.CHECK_SIDE).size <= (300, 225)  # checks are cheap
+    difference = np.abs(data.to_array(full, 224).astype(int) - data.to_array(scaled, 224)).mean()
+    assert difference < 0.5  # gray levels of 255, on average
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_images_under_4x_the_size_needed_decode_exactly_as_before(fmt):
+    payload = encoded(smooth(890, 600), fmt)
+    assert np.array_equal(data.load_array(payload, 224), data.to_array(data.load_rgb(payload), 224))
+
+
+def test_a_data_set_declaring_too_many_pixels_is_refused(tmp_path, monkeypatch):
+    root = make_dataset(tmp_path)  # 18 images of 40x40: 28,800 pixels
+    assert data.discover(root)
+    monkeypatch.setattr(data, "MAX_DATASET_PIXELS", 20_000)
+    with pytest.raises(data.DataError, match="more than the 20,000 allowed for one data set"):
+        data.discover(root)
+
+
 def test_limit_is_class_balanced_and_seeded(tmp_path):
     found = data.discover(make_dataset(tmp_path, per_class=(9, 3)))
     subset = data.limit_samples(found.train, 6, seed=3)

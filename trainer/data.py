@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import random
+import threading
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -24,12 +25,38 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("validation", "val", "valid")}
 MAX_PIXELS = 40_000_000  # refuse images declaring more pixels than this (decompression bombs)
+MAX_DATASET_PIXELS = 500_000_000  # pixels the images of one data set may declare in all (AvP: 45 million)
+REDUCING_GAP = 2  # decode at least 2x the side asked for: pixels stay identical below 4x
+CHECK_SIDE = 8  # checking a file needs no detail: decode it as small as its format allows
 VALIDATION_FRACTION = 0.2  # used when a data set has no validation folder
 IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 
 
 class ImageError(ValueError):
     """An image that cannot be used; the message names the file and says why."""
+
+
+class BudgetError(ImageError):
+    """A PixelBudget ran out: the request or data set as a whole is too large, not this one file."""
+
+
+class PixelBudget:
+    """Pixels that one request or one data-set check may decode, shared by its images.
+
+    Images are charged what they declare: decoders walk every declared pixel (libjpeg even when it
+    outputs 1/8 of them), so this bounds the CPU and memory a visitor can cause.
+    """
+
+    def __init__(self, max_pixels: int, scope: str = "this request"):
+        self.max_pixels, self.scope, self.used = max_pixels, scope, 0
+        self._lock = threading.Lock()  # load_arrays decodes in threads
+
+    def charge(self, width: int, height: int, name: str) -> None:
+        with self._lock:
+            self.used += width * height
+            if self.used > self.max_pixels:
+                raise BudgetError(f"{name}: brings the pixels to decode to {self.used:,}, more than "
+                                  f"the {self.max_pixels:,} allowed for {self.scope}")
 
 
 class DataError(ValueError):
@@ -73,8 +100,13 @@ class DataSet:
 
 # ---------------------------------------------------------------- decoding
 
-def load_rgb(source, name: str | None = None) -> Image.Image:
+def load_rgb(source, name: str | None = None, max_side: int | None = None,
+             budget: PixelBudget | None = None) -> Image.Image:
     """Decode an image file (path, bytes or file object) into an RGB PIL image.
+
+    `max_side`: the caller needs at most this many pixels a side, so larger images may come back
+    smaller, though never below REDUCING_GAP x max_side a side (JPEGs decode at 1/2 to 1/8 scale,
+    others are box-reduced). `budget` is charged the pixels the image declares.
 
     Any failure to decode raises ImageError: `name: why`, naming the file (by default its base name,
     never its folder, which is the server's). Pillow's decoders raise far more than OSError on hostile
@@ -93,12 +125,28 @@ def load_rgb(source, name: str | None = None) -> Image.Image:
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{name}: declares {width}x{height} pixels, more than the "
                                  f"{MAX_PIXELS:,} allowed (a decompression bomb?)")
+            if budget:
+                budget.charge(width, height, name)
+            if max_side and min(width, height) >= 2 * REDUCING_GAP * max_side:
+                image.draft(None, (REDUCING_GAP * max_side,) * 2)  # JPEG only; others ignore it
             image.load()  # Image.open leaves animations (GIF, MPO) at their first frame
-            return to_rgb(ImageOps.exif_transpose(image))
+            image = reduced(ImageOps.exif_transpose(image), max_side)  # before converting: cheaper
+            return reduced(to_rgb(image), max_side)  # modes that could not be reduced before
     except ImageError:
         raise
     except Exception as error:  # noqa: BLE001 - any decoder failure is this file's fault
         raise ImageError(f"{name}: {why_undecodable(error, decoder)}") from None
+
+
+REDUCIBLE_MODES = {"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F"}  # not palettes, not 1-bit
+
+
+def reduced(image: Image.Image, max_side: int | None) -> Image.Image:
+    """Box-average by a whole factor while each side stays at least REDUCING_GAP x max_side."""
+    factor = min(image.size) // (REDUCING_GAP * max_side) if max_side else 1
+    if factor < 2 or image.mode not in REDUCIBLE_MODES:
+        return image
+    return image.reduce(factor)
 
 
 def display_name(source) -> str:
@@ -154,7 +202,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_array(source, size: int, name: str | None = None) -> np.ndarray:
     """Decode and resize to size x size (squashed, as both seed notebooks did): uint8 HxWx3."""
-    return to_array(load_rgb(source, name), size)
+    return to_array(load_rgb(source, name, max_side=size), size)
 
 
 def to_array(image: Image.Image, size: int) -> np.ndarray:
@@ -201,7 +249,7 @@ def resolve_root(root: Path) -> Path:
         root = folders[0]
 
 
-def scan_classes(folder: Path, skipped: list) -> dict[str, list[Path]]:
+def scan_classes(folder: Path, skipped: list, budget: PixelBudget) -> dict[str, list[Path]]:
     """Class name -> files that decode; the others go to `skipped` with the reason."""
     found = {}
     for class_dir in subfolders(folder):
@@ -211,17 +259,19 @@ def scan_classes(folder: Path, skipped: list) -> dict[str, list[Path]]:
         good = []
         for path in files:
             try:
-                check_image(path)
+                check_image(path, budget=budget)
                 good.append(path)
+            except BudgetError as error:
+                raise DataError([f"{error} (use fewer or smaller images)"]) from None
             except ImageError as error:
                 skipped.append((path, str(error).split(": ", 1)[-1]))
         found[class_dir.name] = good
     return found
 
 
-def check_image(path: Path) -> None:
-    """Raise ImageError unless `path` decodes completely."""
-    load_rgb(path)
+def check_image(path: Path, name: str | None = None, budget: PixelBudget | None = None) -> None:
+    """Raise ImageError unless `path` decodes completely (at the smallest scale its format allows)."""
+    load_rgb(path, name, max_side=CHECK_SIDE, budget=budget)
 
 
 def split_stratified(by_class: dict[str, list[Path]], seed: int) -> tuple[dict, dict]:
@@ -244,18 +294,19 @@ def discover(root: str | Path, seed: int = 42) -> DataSet:
                          "or run `python -m trainer fetch-data`)"])
     root = resolve_root(root)
     skipped, notes = [], []
+    budget = PixelBudget(MAX_DATASET_PIXELS, "one data set")
     train_dir, val_dir = find_split(root, "train"), find_split(root, "val")
     if train_dir:
-        train = scan_classes(train_dir, skipped)
+        train = scan_classes(train_dir, skipped, budget)
         if val_dir:
-            val = scan_classes(val_dir, skipped)
+            val = scan_classes(val_dir, skipped, budget)
         else:
             train, val = split_stratified(train, seed)
             notes.append("no validation folder: 20% of each class was set aside, by seed")
     else:
         if val_dir:
             raise DataError([f"{root} has a validation folder but no train folder"])
-        train, val = split_stratified(scan_classes(root, skipped), seed)
+        train, val = split_stratified(scan_classes(root, skipped, budget), seed)
         notes.append("class folders without train/validation split: 20% of each class "
                      "was set aside for validation, by seed")
     check_classes(root, train, val)
