@@ -1,6 +1,8 @@
 """Data rules: layouts, class checks, decoding by content, skipping with names, limits."""
 
 import io
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,16 +74,33 @@ def test_class_without_decodable_image_is_refused(tmp_path):
         data.discover(root)
 
 
-def test_unreadable_files_are_skipped_and_named(tmp_path):
+def test_unreadable_files_are_skipped_and_named_relative_to_the_data_set(tmp_path):
     root = make_dataset(tmp_path)
     (root / "train" / "dark" / "notes.txt").write_text("hello")
     (root / "train" / "dark" / "cut.jpg").write_bytes((root / "train" / "dark" / "0.jpg").read_bytes()[:200])
     (root / "train" / "dark" / ".DS_Store").write_bytes(b"\0\0")
-    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a library returns what went wrong; it does not warn
         found = data.discover(root)
-    assert sorted(p.name for p, _ in found.skipped) == ["cut.jpg", "notes.txt"]
+    assert sorted(str(p) for p, _ in found.skipped) == ["train/dark/cut.jpg", "train/dark/notes.txt"]
+    assert [why.split(" (")[0] for _, why in found.skipped] == [
+        "damaged or unsupported image", "not an image, or a format Pillow cannot read"]
     assert found.counts("train")["dark"] == 6
-    assert "notes.txt" in found.summary() and "skipped 2" in found.summary()
+    summary = found.summary()
+    assert "train/dark/notes.txt: not an image" in summary and "skipped 2" in summary
+    assert str(tmp_path) not in summary.split("\n", 1)[1]  # only the first line names the folder
+
+
+def test_load_data_reports_skipped_files_without_server_paths(tiny_config):
+    from trainer import runner
+    (Path(tiny_config.data_dir) / "validation" / "dark" / "notes.txt").write_text("hello")
+    events = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runner.load_data(tiny_config, events.append)
+    messages = [e["message"] for e in events if e["type"] == "warning"]
+    assert messages[0].startswith("skipped validation/dark/notes.txt: not an image")
+    assert not any(tiny_config.data_dir in m for m in messages)
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
@@ -126,7 +145,8 @@ def test_exif_orientation_is_applied():
 
 @pytest.mark.parametrize("payload, words", [
     (b"", "empty file"), (b"<html><body>hi</body></html>", "not an image"),
-    (encoded(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")[:900], r"damaged or unsupported image \(image file is truncated"),
+    (encoded(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")[:900],
+     r"damaged or unsupported image \(image file is truncated"),
 ])
 def test_bad_images_are_refused_by_name(payload, words):
     with pytest.raises(data.ImageError, match=f"upload.png: {words}"):
@@ -147,7 +167,7 @@ def debian_style_xpm() -> bytes:
     b"BLP2\x01\0\x7f\0\x01\0\0\0\x10\0\0\0\x0c\0\0\0" + bytes(1344),  # Pillow: BLPFormatError
 ], ids=["xpm-keyerror", "qoi-indexerror", "blp-notimplemented"])
 def test_any_decoder_failure_is_refused_by_name(payload):
-    with pytest.raises(data.ImageError, match=r"^icon.png: damaged or unsupported image \(the \w+ decoder failed"):
+    with pytest.raises(data.ImageError, match=r"^icon.png: damaged or unsupported image \(the \w+ decoder"):
         data.load_rgb(payload, "icon.png")
 
 

@@ -77,7 +77,8 @@ def mutate(payload: bytes, others: list[bytes], rng: random.Random) -> bytes:
     kind = rng.randrange(5)
     if kind == 0:  # flip a few bytes, mostly in the header
         for _ in range(rng.randint(1, 8)):
-            data_[rng.randrange(min(len(data_), 64) if rng.random() < 0.7 else len(data_))] = rng.randrange(256)
+            end = min(len(data_), 64) if rng.random() < 0.7 else len(data_)
+            data_[rng.randrange(end)] = rng.randrange(256)
     elif kind == 1:  # a header field set to an extreme value
         width = rng.choice((1, 2, 4))
         at = rng.randrange(max(1, min(len(data_), 64) - width))

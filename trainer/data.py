@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import random
 import threading
-import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -79,7 +78,7 @@ class DataSet:
     classes: list[str]
     train: list[Sample]
     val: list[Sample]
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, why)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file relative to root, why)
     notes: list[str] = field(default_factory=list)  # what discovery decided, e.g. a made split
 
     def counts(self, split: str) -> dict[str, int]:
@@ -249,8 +248,8 @@ def resolve_root(root: Path) -> Path:
         root = folders[0]
 
 
-def scan_classes(folder: Path, skipped: list, budget: PixelBudget) -> dict[str, list[Path]]:
-    """Class name -> files that decode; the others go to `skipped` with the reason."""
+def scan_classes(root: Path, folder: Path, skipped: list, budget: PixelBudget) -> dict[str, list[Path]]:
+    """Class name -> files that decode; the others go to `skipped`, relative to `root`, with the reason."""
     found = {}
     for class_dir in subfolders(folder):
         files = sorted(p for p in class_dir.rglob("*") if p.is_file() and visible(p)
@@ -258,13 +257,14 @@ def scan_classes(folder: Path, skipped: list, budget: PixelBudget) -> dict[str, 
                                    for part in p.relative_to(class_dir).parts))
         good = []
         for path in files:
+            name = path.relative_to(root).as_posix()  # messages reach visitors: no server folders
             try:
-                check_image(path, budget=budget)
+                check_image(path, name, budget)
                 good.append(path)
             except BudgetError as error:
                 raise DataError([f"{error} (use fewer or smaller images)"]) from None
             except ImageError as error:
-                skipped.append((path, str(error).split(": ", 1)[-1]))
+                skipped.append((Path(name), str(error).removeprefix(f"{name}: ")))
         found[class_dir.name] = good
     return found
 
@@ -287,7 +287,10 @@ def split_stratified(by_class: dict[str, list[Path]], seed: int) -> tuple[dict, 
 
 
 def discover(root: str | Path, seed: int = 42) -> DataSet:
-    """Find and check a data set; raise DataError listing every reason it cannot be trained on."""
+    """Find and check a data set; raise DataError listing every reason it cannot be trained on.
+
+    Files that cannot be used are returned in `.skipped` (not warned about: callers show them).
+    """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError([f"data folder {root} does not exist (set --data or AVP_DATA_DIR, "
@@ -297,25 +300,21 @@ def discover(root: str | Path, seed: int = 42) -> DataSet:
     budget = PixelBudget(MAX_DATASET_PIXELS, "one data set")
     train_dir, val_dir = find_split(root, "train"), find_split(root, "val")
     if train_dir:
-        train = scan_classes(train_dir, skipped, budget)
+        train = scan_classes(root, train_dir, skipped, budget)
         if val_dir:
-            val = scan_classes(val_dir, skipped, budget)
+            val = scan_classes(root, val_dir, skipped, budget)
         else:
             train, val = split_stratified(train, seed)
             notes.append("no validation folder: 20% of each class was set aside, by seed")
     else:
         if val_dir:
             raise DataError([f"{root} has a validation folder but no train folder"])
-        train, val = split_stratified(scan_classes(root, skipped, budget), seed)
+        train, val = split_stratified(scan_classes(root, root, skipped, budget), seed)
         notes.append("class folders without train/validation split: 20% of each class "
                      "was set aside for validation, by seed")
     check_classes(root, train, val)
     classes = sorted(train)
     to_samples = lambda by_class: [Sample(p, classes.index(c)) for c in classes for p in by_class[c]]
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable file(s): "
-                      + ", ".join(str(p) for p, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
-                      stacklevel=2)
     return DataSet(root, classes, to_samples(train), to_samples(val), skipped, notes)
 
 
