@@ -220,12 +220,18 @@ def test_images_under_4x_the_size_needed_decode_exactly_as_before(fmt):
     assert np.array_equal(data.load_array(payload, 224), data.to_array(data.load_rgb(payload), 224))
 
 
-def test_a_data_set_declaring_too_many_pixels_is_refused(tmp_path, monkeypatch):
+def test_a_data_set_declaring_too_many_pixels_is_refused(tmp_path):
     root = make_dataset(tmp_path)  # 18 images of 40x40: 28,800 pixels
-    assert data.discover(root)
-    monkeypatch.setattr(data, "MAX_DATASET_PIXELS", 20_000)
-    with pytest.raises(data.DataError, match="more than the 20,000 allowed for one data set"):
-        data.discover(root)
+    assert data.discover(root, max_pixels=28_800)
+    with pytest.raises(data.DataError, match=r"^validation/bright/0.jpg: brings the pixels to decode to "
+                                             "20,800, more than the 20,000 allowed for one data set"):
+        data.discover(root, max_pixels=20_000)
+
+
+def test_one_bit_images_are_reduced_before_conversion():
+    payload = encoded(Image.new("1", (2000, 1000), 1), "PNG")
+    assert data.load_rgb(payload, max_side=100).size == (400, 200)
+    assert data.load_rgb(payload, max_side=100).getpixel((5, 5)) == (255, 255, 255)
 
 
 def test_limit_is_class_balanced_and_seeded(tmp_path):

@@ -143,6 +143,8 @@ REDUCIBLE_MODES = {"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F"}  # not p
 def reduced(image: Image.Image, max_side: int | None) -> Image.Image:
     """Box-average by a whole factor while each side stays at least REDUCING_GAP x max_side."""
     factor = min(image.size) // (REDUCING_GAP * max_side) if max_side else 1
+    if factor >= 2 and image.mode == "1":
+        image = image.convert("L")  # 1-bit cannot be reduced; 8-bit gray can, and is a third of RGB
     if factor < 2 or image.mode not in REDUCIBLE_MODES:
         return image
     return image.reduce(factor)
@@ -286,10 +288,11 @@ def split_stratified(by_class: dict[str, list[Path]], seed: int) -> tuple[dict, 
     return train, val
 
 
-def discover(root: str | Path, seed: int = 42) -> DataSet:
+def discover(root: str | Path, seed: int = 42, max_pixels: int = MAX_DATASET_PIXELS) -> DataSet:
     """Find and check a data set; raise DataError listing every reason it cannot be trained on.
 
     Files that cannot be used are returned in `.skipped` (not warned about: callers show them).
+    `max_pixels` bounds the pixels its images may declare in all, which bounds the checking work.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -297,7 +300,7 @@ def discover(root: str | Path, seed: int = 42) -> DataSet:
                          "or run `python -m trainer fetch-data`)"])
     root = resolve_root(root)
     skipped, notes = [], []
-    budget = PixelBudget(MAX_DATASET_PIXELS, "one data set")
+    budget = PixelBudget(max_pixels, "one data set")
     train_dir, val_dir = find_split(root, "train"), find_split(root, "val")
     if train_dir:
         train = scan_classes(root, train_dir, skipped, budget)
