@@ -6,7 +6,10 @@ folder (as zips often do) is looked into. Classes are the sorted folder names.
 
 Images are recognised by content, not by extension (five AvP `.jpg` files are PNG). Every mode is
 converted to RGB, EXIF orientation applied, and decompression bombs refused. `load_rgb` is the one
-decoding function both frameworks use, for training, augmentation previews and prediction.
+decoding function both frameworks use, for training, augmentation previews and prediction; any
+failure to decode a file is an ImageError naming it. Work is budgeted: callers say what size they
+need (`max_side`), a `PixelBudget` caps a request or a data-set check, and `discover` checks each
+file at the smallest scale its format allows.
 """
 
 from __future__ import annotations
