@@ -11,6 +11,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -31,42 +32,74 @@ class Extracted:
 def extract_zip(zip_path: str | Path, dest_parent: str | Path | None = None,
                 max_zip_bytes: int = MAX_ZIP_BYTES, max_total_bytes: int = MAX_TOTAL_BYTES,
                 max_entries: int = MAX_ENTRIES) -> Extracted:
-    """Unpack into a new folder under `dest_parent`; raise DataError when the zip is refused."""
+    """Unpack into a new folder under `dest_parent` (the caller's, e.g. a visitor's uploads folder).
+
+    `max_total_bytes` bounds what is written (set it from the visitor's remaining disk quota).
+    Raises DataError when the zip is refused or fails part-way; the new folder is then removed,
+    whatever the failure. Messages name the zip and its own entry names, never server paths.
+    """
     zip_path = Path(zip_path)
     name = zip_path.name
     size = zip_path.stat().st_size
     if size > max_zip_bytes:
-        raise DataError([f"{name}: {size / 2**20:.0f} MB, more than the {max_zip_bytes / 2**20:.0f} MB allowed"])
+        raise DataError([f"{name}: {megabytes(size)}, more than the {megabytes(max_zip_bytes)} allowed"])
     try:
         archive = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise DataError([f"{name}: not a valid zip archive ({error})"]) from None
+    except Exception as error:  # noqa: BLE001 - whatever the bytes are, they are not a usable zip
+        detail = f" ({error})" if isinstance(error, zipfile.BadZipFile) else ""
+        raise DataError([f"{name}: not a valid zip archive{detail}"]) from None
     with archive:
         infos = archive.infolist()
         if len(infos) > max_entries:
             raise DataError([f"{name}: {len(infos)} entries, more than the {max_entries} allowed"])
         total = sum(info.file_size for info in infos)
         if total > max_total_bytes:
-            raise DataError([f"{name}: unpacks to {total / 2**20:.0f} MB, more than the "
-                             f"{max_total_bytes / 2**20:.0f} MB allowed"])
+            raise DataError([f"{name}: unpacks to {megabytes(total)}, more than the "
+                             f"{megabytes(max_total_bytes)} allowed"])
         root = Path(tempfile.mkdtemp(prefix="dataset-", dir=dest_parent))
-        result = Extracted(root)
         try:
-            budget = max_total_bytes
-            for info in infos:
-                why = refuse_reason(info)
-                if why:
-                    if why != "hidden":
-                        result.skipped.append((info.filename, why))
-                    continue
-                budget -= copy_entry(archive, info, root, budget, name)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
-            shutil.rmtree(root, ignore_errors=True)
-            raise DataError([f"{name}: damaged archive ({error})"]) from None
-        except DataError:
+            return Extracted(root, unpack(archive, infos, root, max_total_bytes, name))
+        except BaseException:  # a refusal, a damaged entry, a full disk, even an interrupt
             shutil.rmtree(root, ignore_errors=True)
             raise
-    return result
+
+
+def unpack(archive: zipfile.ZipFile, infos: list, root: Path, max_total_bytes: int, name: str) -> list:
+    """Write every entry that is not refused; return the skipped ones as (entry, why)."""
+    skipped, left = [], max_total_bytes
+    for info in infos:
+        why = refuse_reason(info)
+        if why:
+            if why != "hidden":
+                skipped.append((info.filename, why))
+            continue
+        target = root.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
+        if root.resolve() not in target.resolve().parents:
+            raise DataError([f"{name}: entry {info.filename!r} leads outside the folder"])
+        try:
+            left -= copy_entry(archive, info, target, left)
+        except Exception as error:  # noqa: BLE001 - one entry the zip cannot give: refuse the zip
+            raise DataError([f"{name}: entry {info.filename!r} {why_unreadable(error)}"]) from None
+        if left < 0:  # headers can lie: the bytes really written count
+            raise DataError([f"{name}: unpacks to more than the {megabytes(max_total_bytes)} allowed"])
+    return skipped
+
+
+def why_unreadable(error: Exception) -> str:
+    """Plain words for an entry that failed, without the server paths OSErrors carry."""
+    if isinstance(error, RuntimeError) and "encrypted" in str(error):
+        return "is encrypted (password-protected zips cannot be used)"
+    if isinstance(error, NotImplementedError):
+        return "uses a compression method that cannot be read here"
+    if isinstance(error, (zipfile.BadZipFile, zlib.error, EOFError)):
+        return f"is damaged ({error})"
+    if isinstance(error, OSError):
+        return f"cannot be written ({error.strerror or type(error).__name__})"
+    return f"cannot be unpacked ({type(error).__name__})"
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 2**20:.0f} MB" if size >= 10 * 2**20 else f"{size / 2**20:.1f} MB"
 
 
 def refuse_reason(info: zipfile.ZipInfo) -> str | None:
@@ -88,17 +121,14 @@ def refuse_reason(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def copy_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path, budget: int, name: str) -> int:
-    """Stream one entry to disk, counting real bytes (headers can lie); return bytes written."""
-    target = root.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
-    if root.resolve() not in target.resolve().parents:
-        raise DataError([f"{name}: entry {info.filename!r} leads outside the folder"])
+def copy_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int) -> int:
+    """Stream one entry to disk, stopping once past `limit` bytes; return the bytes it gave."""
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with archive.open(info) as source, open(target, "wb") as sink:
         while chunk := source.read(CHUNK):
             written += len(chunk)
-            if written > budget:
-                raise DataError([f"{name}: unpacks to more than the allowed size"])
+            if written > limit:
+                break
             sink.write(chunk)
     return written

@@ -102,10 +102,7 @@ def cmd_check(args) -> int:
             for entry, why in extracted.skipped:
                 print(f"skipped zip entry {entry}: {why}")
             path = scratch
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dataset = data.discover(path, args.seed)
+        dataset = data.discover(path, args.seed)
     except data.DataError as error:
         print(f"check-data: {args.path} cannot be trained on:", file=sys.stderr)
         for problem in error.problems:

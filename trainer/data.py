@@ -6,14 +6,17 @@ folder (as zips often do) is looked into. Classes are the sorted folder names.
 
 Images are recognised by content, not by extension (five AvP `.jpg` files are PNG). Every mode is
 converted to RGB, EXIF orientation applied, and decompression bombs refused. `load_rgb` is the one
-decoding function both frameworks use, for training, augmentation previews and prediction.
+decoding function both frameworks use, for training, augmentation previews and prediction; any
+failure to decode a file is an ImageError naming it. Work is budgeted: callers say what size they
+need (`max_side`), a `PixelBudget` caps a request or a data-set check, and `discover` checks each
+file at the smallest scale its format allows.
 """
 
 from __future__ import annotations
 
 import io
 import random
-import warnings
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,12 +27,38 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("validation", "val", "valid")}
 MAX_PIXELS = 40_000_000  # refuse images declaring more pixels than this (decompression bombs)
+MAX_DATASET_PIXELS = 500_000_000  # pixels the images of one data set may declare in all (AvP: 45 million)
+REDUCING_GAP = 2  # decode at least 2x the side asked for: pixels stay identical below 4x
+CHECK_SIDE = 8  # checking a file needs no detail: decode it as small as its format allows
 VALIDATION_FRACTION = 0.2  # used when a data set has no validation folder
 IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 
 
 class ImageError(ValueError):
     """An image that cannot be used; the message names the file and says why."""
+
+
+class BudgetError(ImageError):
+    """A PixelBudget ran out: the request or data set as a whole is too large, not this one file."""
+
+
+class PixelBudget:
+    """Pixels that one request or one data-set check may decode, shared by its images.
+
+    Images are charged what they declare: decoders walk every declared pixel (libjpeg even when it
+    outputs 1/8 of them), so this bounds the CPU and memory a visitor can cause.
+    """
+
+    def __init__(self, max_pixels: int, scope: str = "this request"):
+        self.max_pixels, self.scope, self.used = max_pixels, scope, 0
+        self._lock = threading.Lock()  # load_arrays decodes in threads
+
+    def charge(self, width: int, height: int, name: str) -> None:
+        with self._lock:
+            self.used += width * height
+            if self.used > self.max_pixels:
+                raise BudgetError(f"{name}: brings the pixels to decode to {self.used:,}, more than "
+                                  f"the {self.max_pixels:,} allowed for {self.scope}")
 
 
 class DataError(ValueError):
@@ -52,7 +81,7 @@ class DataSet:
     classes: list[str]
     train: list[Sample]
     val: list[Sample]
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, why)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file relative to root, why)
     notes: list[str] = field(default_factory=list)  # what discovery decided, e.g. a made split
 
     def counts(self, split: str) -> dict[str, int]:
@@ -73,38 +102,81 @@ class DataSet:
 
 # ---------------------------------------------------------------- decoding
 
-def load_rgb(source, name: str | None = None) -> Image.Image:
+def load_rgb(source, name: str | None = None, max_side: int | None = None,
+             budget: PixelBudget | None = None) -> Image.Image:
     """Decode an image file (path, bytes or file object) into an RGB PIL image.
 
-    Raises ImageError naming the file for empty, truncated, non-image and oversized inputs.
+    `max_side`: the caller needs at most this many pixels a side, so larger images may come back
+    smaller, though never below REDUCING_GAP x max_side a side (JPEGs decode at 1/2 to 1/8 scale,
+    others are box-reduced). `budget` is charged the pixels the image declares.
+
+    Any failure to decode raises ImageError: `name: why`, naming the file (by default its base name,
+    never its folder, which is the server's). Pillow's decoders raise far more than OSError on hostile
+    or unusual files (KeyError, IndexError, struct.error, ...); each is one bad file, not a crash.
     """
-    name = name or str(getattr(source, "name", source) if not isinstance(source, bytes) else "image")
+    name = name or display_name(source)
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     if is_empty(source):
         raise ImageError(f"{name}: empty file")
+    decoder = "image"
     try:
         with Image.open(source) as image:
+            decoder = f"{image.format} decoder"
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{name}: declares {width}x{height} pixels, more than the "
                                  f"{MAX_PIXELS:,} allowed (a decompression bomb?)")
-            image.seek(0)  # first frame of GIFs and other animations
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+            if budget:
+                budget.charge(width, height, name)
+            if max_side and min(width, height) >= 2 * REDUCING_GAP * max_side:
+                image.draft(None, (REDUCING_GAP * max_side,) * 2)  # JPEG only; others ignore it
+            image.load()  # Image.open leaves animations (GIF, MPO) at their first frame
+            image = reduced(ImageOps.exif_transpose(image), max_side)  # before converting: cheaper
+            return reduced(to_rgb(image), max_side)  # modes that could not be reduced before
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{name}: is a folder, not an image") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
-    except Image.DecompressionBombError as error:
-        raise ImageError(f"{name}: too many pixels ({error})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError(f"{name}: damaged or truncated image ({error})") from None
+    except Exception as error:  # noqa: BLE001 - any decoder failure is this file's fault
+        raise ImageError(f"{name}: {why_undecodable(error, decoder)}") from None
+
+
+REDUCIBLE_MODES = {"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F"}  # not palettes, not 1-bit
+
+
+def reduced(image: Image.Image, max_side: int | None) -> Image.Image:
+    """Box-average by a whole factor while each side stays at least REDUCING_GAP x max_side."""
+    factor = min(image.size) // (REDUCING_GAP * max_side) if max_side else 1
+    if factor >= 2 and image.mode == "1":
+        image = image.convert("L")  # 1-bit cannot be reduced; 8-bit gray can, and is a third of RGB
+    if factor < 2 or image.mode not in REDUCIBLE_MODES:
+        return image
+    return image.reduce(factor)
+
+
+def display_name(source) -> str:
+    """The base name of a path or file object: messages reach visitors and must not show server folders."""
+    if isinstance(source, bytes):
+        return "image"
+    return Path(str(getattr(source, "name", source))).name or "image"
+
+
+def why_undecodable(error: Exception, decoder: str) -> str:
+    """Plain words for a decoding failure, without the server paths some errors carry."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "is a folder, not an image"
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image, or a format Pillow cannot read"
+    if isinstance(error, Image.DecompressionBombError):
+        return "too many pixels (a decompression bomb?)"
+    if isinstance(error, MemoryError):
+        return "too large to decode"
+    if isinstance(error, OSError) and error.filename:
+        return f"cannot be read ({error.strerror})"
+    if isinstance(error, (OSError, SyntaxError, ValueError, EOFError)):  # Pillow's own messages
+        return f"damaged or unsupported image ({str(error)[:120]})"
+    return f"damaged or unsupported image (the {decoder} failed: {type(error).__name__})"
 
 
 def is_empty(source) -> bool:
@@ -134,7 +206,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_array(source, size: int, name: str | None = None) -> np.ndarray:
     """Decode and resize to size x size (squashed, as both seed notebooks did): uint8 HxWx3."""
-    return to_array(load_rgb(source, name), size)
+    return to_array(load_rgb(source, name, max_side=size), size)
 
 
 def to_array(image: Image.Image, size: int) -> np.ndarray:
@@ -181,8 +253,8 @@ def resolve_root(root: Path) -> Path:
         root = folders[0]
 
 
-def scan_classes(folder: Path, skipped: list) -> dict[str, list[Path]]:
-    """Class name -> files that decode; the others go to `skipped` with the reason."""
+def scan_classes(root: Path, folder: Path, skipped: list, budget: PixelBudget) -> dict[str, list[Path]]:
+    """Class name -> files that decode; the others go to `skipped`, relative to `root`, with the reason."""
     found = {}
     for class_dir in subfolders(folder):
         files = sorted(p for p in class_dir.rglob("*") if p.is_file() and visible(p)
@@ -190,18 +262,21 @@ def scan_classes(folder: Path, skipped: list) -> dict[str, list[Path]]:
                                    for part in p.relative_to(class_dir).parts))
         good = []
         for path in files:
+            name = path.relative_to(root).as_posix()  # messages reach visitors: no server folders
             try:
-                check_image(path)
+                check_image(path, name, budget)
                 good.append(path)
+            except BudgetError as error:
+                raise DataError([f"{error} (use fewer or smaller images)"]) from None
             except ImageError as error:
-                skipped.append((path, str(error).split(": ", 1)[-1]))
+                skipped.append((Path(name), str(error).removeprefix(f"{name}: ")))
         found[class_dir.name] = good
     return found
 
 
-def check_image(path: Path) -> None:
-    """Raise ImageError unless `path` decodes completely."""
-    load_rgb(path)
+def check_image(path: Path, name: str | None = None, budget: PixelBudget | None = None) -> None:
+    """Raise ImageError unless `path` decodes completely (at the smallest scale its format allows)."""
+    load_rgb(path, name, max_side=CHECK_SIDE, budget=budget)
 
 
 def split_stratified(by_class: dict[str, list[Path]], seed: int) -> tuple[dict, dict]:
@@ -216,35 +291,36 @@ def split_stratified(by_class: dict[str, list[Path]], seed: int) -> tuple[dict, 
     return train, val
 
 
-def discover(root: str | Path, seed: int = 42) -> DataSet:
-    """Find and check a data set; raise DataError listing every reason it cannot be trained on."""
+def discover(root: str | Path, seed: int = 42, max_pixels: int = MAX_DATASET_PIXELS) -> DataSet:
+    """Find and check a data set; raise DataError listing every reason it cannot be trained on.
+
+    Files that cannot be used are returned in `.skipped` (not warned about: callers show them).
+    `max_pixels` bounds the pixels its images may declare in all, which bounds the checking work.
+    """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError([f"data folder {root} does not exist (set --data or AVP_DATA_DIR, "
                          "or run `python -m trainer fetch-data`)"])
     root = resolve_root(root)
     skipped, notes = [], []
+    budget = PixelBudget(max_pixels, "one data set")
     train_dir, val_dir = find_split(root, "train"), find_split(root, "val")
     if train_dir:
-        train = scan_classes(train_dir, skipped)
+        train = scan_classes(root, train_dir, skipped, budget)
         if val_dir:
-            val = scan_classes(val_dir, skipped)
+            val = scan_classes(root, val_dir, skipped, budget)
         else:
             train, val = split_stratified(train, seed)
             notes.append("no validation folder: 20% of each class was set aside, by seed")
     else:
         if val_dir:
             raise DataError([f"{root} has a validation folder but no train folder"])
-        train, val = split_stratified(scan_classes(root, skipped), seed)
+        train, val = split_stratified(scan_classes(root, root, skipped, budget), seed)
         notes.append("class folders without train/validation split: 20% of each class "
                      "was set aside for validation, by seed")
     check_classes(root, train, val)
     classes = sorted(train)
     to_samples = lambda by_class: [Sample(p, classes.index(c)) for c in classes for p in by_class[c]]
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable file(s): "
-                      + ", ".join(str(p) for p, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
-                      stacklevel=2)
     return DataSet(root, classes, to_samples(train), to_samples(val), skipped, notes)
 
 

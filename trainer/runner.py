@@ -10,7 +10,6 @@ import importlib
 import platform
 import threading
 import time
-import warnings
 from datetime import datetime, timezone
 from typing import cast
 
@@ -34,9 +33,7 @@ def backend(framework: str) -> Backend:
 
 
 def load_data(config: TrainConfig, on_event=loop.ignore) -> data.Arrays:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # skipped files are reported as events below
-        dataset = data.discover(config.data_dir, config.seed)
+    dataset = data.discover(config.data_dir, config.seed)
     for path, why in dataset.skipped:
         on_event({"type": "warning", "message": f"skipped {path}: {why}"})
     if dataset.skipped:
