@@ -7,9 +7,7 @@ import zipfile
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 import pytest
-from PIL import Image
 
 from conftest import ROOT, make_dataset
 from ui import augment_tab, predict_tab, shared, train_tab
@@ -151,7 +149,7 @@ def test_chart_has_one_colour_per_framework_and_fades_the_previous_run():
     from ui import charts
     figure = charts.training_figure(run("keras", 1) + run("pytorch", 2), previous=run("keras", 3))
     lines = figure.axes[0].get_lines()
-    colours = {l.get_label(): (l.get_color(), l.get_alpha()) for l in lines}
+    colours = {line.get_label(): (line.get_color(), line.get_alpha()) for line in lines}
     assert colours["keras train"][0] != colours["pytorch train"][0]
     assert colours["keras train (previous run)"][1] < colours["keras train"][1]
 

@@ -3,7 +3,6 @@ its own workspace; runs queue and train for real (tiny images, random initialisa
 one's own run only; Predict shows the Space's reference models beside one's own."""
 
 import json
-import time
 import urllib.error
 import urllib.request
 

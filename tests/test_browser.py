@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from conftest import make_dataset
+from conftest import ROOT, make_dataset
 from support.launch import start_app
-from support.visitor import Visitor, settings
+from support.visitor import Visitor
 from trainer.config import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -140,13 +140,66 @@ def test_visitors_train_queue_and_keep_their_own_models(browser, server):
     assert not errors, errors
 
 
-def test_the_api_example_in_the_readme_runs(server):
-    """The README's gradio_client example, as written there: start a run, poll it, predict."""
+def test_the_api_example_in_the_readme_runs(server, capsys):
+    """The README's gradio_client example, as written there, against the live app: it starts a run,
+    polls it and predicts (only the address, the data set, the image and, offline, the weights
+    are swapped)."""
     url, data = server
-    student = Visitor(url)
-    config = TrainConfig(data_dir="", framework="pytorch", epochs=1, image_size=32, weights="none")
-    status = student.call(settings(config, "server/toy"), api_name="/start")
-    assert status["status"] in ("queued", "starting", "running")
-    assert student.wait()["status"] == "done"
-    (result,) = student.predict(data / "validation" / "dark" / "0.jpg")
-    assert set(result["yours"]["pytorch"]["probabilities"]) == {"bright", "dark"}
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- api-example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    swaps = {"http://127.0.0.1:7860/": url, "server/avp": "server/toy",
+             '"alien.jpg"': repr(str(next(data.rglob("*.jpg")))), '"allow_random_init": True': '"weights": "none"'}
+    for old, new in swaps.items():
+        assert old in block, old
+        block = block.replace(old, new)
+    exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "['server/toy']" in printed and "done [{" in printed and "'bright':" in printed
+
+
+HOSTILE_CLASSES = ("<img src=x onerror=alert(1)>", "![pic](https:\\\\evil.example\\x.png) [go](javascript:alert(2))",
+                   "<svg onload=alert(3)>\x1b[31m\x07")
+
+
+def hostile_zip(folder, target):
+    """A data set whose class and file names are HTML, SVG, Markdown links and images, and control
+    characters."""
+    import zipfile
+
+    from PIL import Image
+    with zipfile.ZipFile(target, "w") as archive:
+        for split, count in (("train", 6), ("validation", 2)):
+            for label, name in enumerate(HOSTILE_CLASSES):
+                for i in range(count):
+                    image = folder / f"{label}-{i}.jpg"
+                    Image.new("RGB", (40, 40), (230, 230, 230) if label == 0 else (20 * label, 0, 0)).save(image)
+                    archive.write(image, f"{split}/{name}/<b onmouseover=alert(4)>{i}.jpg")
+    return target
+
+
+def test_hostile_names_show_as_text_and_run_nothing(browser, server, tmp_path):
+    url, _ = server
+    errors, dialogs, foreign = [], [], []
+    page = open_visitor(browser, url, errors)
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("request", lambda request: foreign.append(request.url)
+            if not request.url.startswith((url.rstrip("/"), "data:", "blob:")) else None)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("input[type=file]").first.set_input_files(str(hostile_zip(tmp_path, tmp_path / "evil <i>.zip")))
+    wait_text(page, "data-check", "3 classes")
+    shown = page.locator("#data-check").inner_text()
+    assert "<img src=x onerror=alert(1)>" in shown and "<svg onload=alert(3)>" in shown
+    assert "![pic](https:" in shown and "[go](javascript:alert(2))" in shown
+    assert page.locator("#data-check img, #data-check svg[onload], #data-check a").count() == 0
+
+    page.locator("#framework").get_by_text("pytorch", exact=True).click()
+    set_number(page, "epochs", 1)
+    set_number(page, "image-size", 32)
+    page.locator("#weights").get_by_text("none", exact=True).click()
+    page.get_by_role("button", name="Start").click()
+    wait_text(page, "train-progress", "Finished", timeout=240_000)
+    image = next(tmp_path.glob("0-0.jpg"))
+    results = predicted(page, image)
+    assert "<img src=x onerror=alert(1)>" in results
+    assert "<img src=x onerror=alert(1)>" in page.locator("#model-cards").inner_text()
+    assert not dialogs and not foreign and not errors, (dialogs, foreign, errors)

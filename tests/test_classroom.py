@@ -144,9 +144,9 @@ def test_a_dead_worker_reads_as_failed_and_frees_its_slot(spaces):
 
 @pytest.mark.slow
 def test_a_small_class_shares_one_app(capsys):
-    """The classroom load test (tests/classroom.py) at a size that fits the suite: every student's
-    run completes, no request fails, and the figures are printed."""
+    """The classroom load test (tests/classroom.py) at a size that fits the suite, hostile uploads
+    mixed in: every student's run completes, no request fails, and the figures are printed."""
     import classroom
-    assert classroom.main(["--students", "4", "--minutes", "8"]) == 0
+    assert classroom.main(["--students", "4", "--minutes", "8", "--hostile"]) == 0
     report = capsys.readouterr().out
     assert "runs completed 4/4, lost 0" in report and "failed requests: 0" in report

@@ -156,7 +156,7 @@ def test_bad_images_are_refused_by_name(payload, words):
 def debian_style_xpm() -> bytes:
     """Like Debian's /usr/share/pixmaps/python3.xpm: over 256 colours, one of them transparent."""
     keys = ["  "] + [a + b for a in "abcdefghijklmnopq" for b in "abcdefghijklmnopq"][:256]
-    colours = [f'"  \tc None",'] + [f'"{k}\tc #{i:06X}",' for i, k in enumerate(keys[1:])]
+    colours = ['"  \tc None",'] + [f'"{k}\tc #{i:06X}",' for i, k in enumerate(keys[1:])]
     return "\n".join(["/* XPM */", "static char * icon_xpm[] = {", '"3 1 257 2",', *colours,
                       '"    ab"};']).encode()
 

@@ -123,5 +123,5 @@ def test_mutated_images_decode_or_are_refused_by_name(monkeypatch):
 @pytest.mark.parametrize("size", [0, 1, 7, 100, 5000])
 def test_random_bytes_are_refused_by_name(size):
     payload = random.Random(size).randbytes(size)
-    with pytest.raises(data.ImageError, match=f"^noise.png: "):
+    with pytest.raises(data.ImageError, match="^noise.png: "):
         data.load_rgb(payload, "noise.png")

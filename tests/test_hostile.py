@@ -87,7 +87,8 @@ def image_bytes(value):
 
 def good_entries(prefix="set/"):
     return [(f"{prefix}{split}/{cls}/{i}{ext}", image_bytes(40 if cls == "a" else 220), None)
-            for split in ("train", "validation") for cls in ("a", "b") for i, ext in enumerate([".jpg", ".JPG", ".Jpeg"])]
+            for split in ("train", "validation") for cls in ("a", "b")
+            for i, ext in enumerate([".jpg", ".JPG", ".Jpeg"])]
 
 
 def test_zip_entries_cannot_escape_the_folder(tmp_path):
@@ -140,7 +141,8 @@ def test_macos_and_hidden_files_are_tolerated_and_validation_made(tmp_path):
 
 @pytest.mark.parametrize("entries, words", [
     ([("set/train/a/0.jpg", image_bytes(1), None)] * 1, "need at least 2"),
-    ([("set/train/a/0.jpg", image_bytes(1), None), ("set/train/b/0.jpg", b"text", None)], "class 'b' has no decodable image"),
+    ([("set/train/a/0.jpg", image_bytes(1), None), ("set/train/b/0.jpg", b"text", None)],
+     "class 'b' has no decodable image"),
     ([("set/train/a/0.jpg", image_bytes(1), None), ("set/train/b/0.jpg", image_bytes(200), None),
       ("set/validation/a/0.jpg", image_bytes(1), None), ("set/validation/c/0.jpg", image_bytes(9), None)],
      "validation classes differ"),
@@ -172,7 +174,7 @@ def test_a_pickle_with_code_is_not_run(tmp_path, dataset):
     (folder / "model.pt").write_bytes(pickle.dumps(Exploit()))
     config = TrainConfig(data_dir=str(dataset), image_size=32, weights="none")
     (folder / "metadata.json").write_text(json.dumps({"classes": ["a", "b"], "config": config.to_dict()}))
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         backend("pytorch").load(folder)
     assert not marker.exists()
 
@@ -203,66 +205,76 @@ def test_a_failing_run_reports_without_server_paths(tmp_path):
     assert events[-1] == {"type": "finished", "status": "failed"}
 
 
+def start_real_run(tmp_path, **changes):
+    """A real PyTorch run in a worker process, through the queue; (jobs, workspace) once it trains."""
+    from trainer.jobs import Jobs
+    from trainer.workspace import Workspaces
+    spaces = Workspaces(tmp_path / "workspaces")
+    space = spaces.create()
+    jobs = Jobs(spaces, tmp_path / "state")
+    config = TrainConfig(framework="pytorch", data_dir=str(make_dataset(tmp_path / "d", per_class=(40, 4))),
+                         out_dir=str(space.models), epochs=50, batch_size=4, image_size=32, weights="none")
+    return jobs, space, config
+
+
+def wait_until_training(jobs, space, timeout_s=120):
+    deadline = time.monotonic() + timeout_s
+    while not any(e["type"] == "batch" for e in jobs.view(space).events):
+        assert time.monotonic() < deadline and jobs.view(space).status != "failed", jobs.view(space)
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_killed_run_is_reported_and_saved_models_survive(tmp_path):
     from trainer.jobs import Busy, Jobs
-    models = tmp_path / "models"
-    config = TrainConfig(framework="pytorch", data_dir=str(make_dataset(tmp_path / "d", per_class=(40, 4))),
-                         out_dir=str(models), epochs=50, batch_size=4, image_size=32, weights="none")
-    saved = store.save_atomically(models, "pytorch", lambda p: p.write_bytes(b"old model"), {"n": 1})
-    jobs = Jobs(tmp_path / "runs")
+    jobs, space, config = start_real_run(tmp_path)
+    saved = store.save_atomically(space.models, "pytorch", lambda p: p.write_bytes(b"old model"), {"n": 1})
     outcomes = []
 
     def press_start():
         try:
-            outcomes.append(jobs.start(config))
+            outcomes.append(jobs.submit(space, config))
         except Busy as error:
             outcomes.append(error)
     presses = [threading.Thread(target=press_start) for _ in range(2)]
     for t in presses:
         t.start()
     for t in presses:
-        t.join()
+        t.join(30)
     assert sum(isinstance(o, Busy) for o in outcomes) == 1  # two Starts together: one run
-    deadline = time.monotonic() + 120
-    while not any(e["type"] == "batch" for e in jobs.view().events):
-        assert time.monotonic() < deadline and jobs.view().status != "failed", jobs.view()
-        time.sleep(0.2)
-    pid = next(e["pid"] for e in jobs.view().events if e["type"] == "begin")
+    wait_until_training(jobs, space)
+    pid = next(e["pid"] for e in jobs.view(space).events if e["type"] == "begin")
     os.kill(pid, signal.SIGKILL)
-    while jobs.view().active:
+    deadline = time.monotonic() + 30
+    while jobs.view(space).active:
+        assert time.monotonic() < deadline
+        jobs.schedule()
         time.sleep(0.1)
-    view = jobs.view()
+    view = jobs.view(space)
     assert view.status == "failed" and "ended unexpectedly" in view.error
     assert (saved / "model.pt").read_bytes() == b"old model" and store.read_metadata(saved) == {"n": 1}
-    assert not list(models.glob(".staging-*"))
-    restarted = Jobs(tmp_path / "runs")  # a server restart finds the run and its outcome
-    assert restarted.view().run_id == view.run_id and restarted.view().status == "failed"
+    assert not list(space.models.glob(".staging-*"))
+    restarted = Jobs(jobs.workspaces, tmp_path / "state")  # a server restart finds the run and its outcome
+    assert restarted.view(space).run_id == view.run_id and restarted.view(space).status == "failed"
 
 
 @pytest.mark.slow
 def test_a_run_whose_folder_is_deleted_stops(tmp_path):
     """Nobody can stop or watch a run whose folder is gone: it must not train on for minutes."""
     import shutil
-
-    from trainer.jobs import Jobs
-    config = TrainConfig(framework="pytorch", data_dir=str(make_dataset(tmp_path / "d", per_class=(40, 4))),
-                         out_dir=str(tmp_path / "models"), epochs=50, batch_size=4, image_size=32, weights="none")
-    jobs = Jobs(tmp_path / "runs")
-    jobs.start(config)
-    deadline = time.monotonic() + 120
-    while not any(e["type"] == "batch" for e in jobs.view().events):
-        assert time.monotonic() < deadline and jobs.view().status != "failed", jobs.view()
-        time.sleep(0.2)
-    shutil.rmtree(jobs.run_dir)
-    jobs.process.wait(timeout=30)  # raises if it trains on
-    assert not (tmp_path / "models").exists()  # a run that was stopped saves nothing
+    jobs, space, config = start_real_run(tmp_path)
+    run_id = jobs.submit(space, config)
+    wait_until_training(jobs, space)
+    shutil.rmtree(space.runs / run_id)
+    jobs.processes[run_id].wait(timeout=30)  # raises if it trains on
+    assert not (space.models / "pytorch").exists()  # a run that was stopped saves nothing
 
 
 @pytest.mark.slow
 def test_concurrent_predictions_during_training_all_succeed():
     import subprocess
     import sys
+
     from conftest import ROOT
     result = subprocess.run([sys.executable, "tests/loadtest.py", "--clients", "20", "--seconds", "15"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)

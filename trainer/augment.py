@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-
 NUMBERS = ("shear_deg", "zoom_min", "zoom_max", "rotation_deg", "shift")
 
 
@@ -60,7 +59,7 @@ class AugmentConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "AugmentConfig":
+    def from_dict(cls, values: dict) -> AugmentConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:

@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import threading
+from dataclasses import fields
 from pathlib import Path
 
 from trainer import FRAMEWORKS
@@ -70,13 +71,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    augment = AugmentConfig(enabled=not args.no_augment, shear_deg=args.shear, zoom_min=args.zoom[0],
-                            zoom_max=args.zoom[1], rotation_deg=args.rotation, shift=args.shift,
-                            hflip=not args.no_hflip, vflip=args.vflip)
-    names = ("framework", "data_dir", "out_dir", "epochs", "batch_size", "lr", "image_size",
-             "head_units", "feature_cache", "unfreeze", "fine_tune_lr", "weights",
-             "allow_random_init", "limit", "seed", "device", "precision")
-    return TrainConfig(augment=augment, **{n: getattr(args, n) for n in names}).validate()
+    """The parsed flags as TrainConfig's named settings (the page and the API send the same names)."""
+    augment = {"enabled": not args.no_augment, "shear_deg": args.shear, "zoom_min": args.zoom[0],
+               "zoom_max": args.zoom[1], "rotation_deg": args.rotation, "shift": args.shift,
+               "hflip": not args.no_hflip, "vflip": args.vflip}
+    named = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "augment"}
+    return TrainConfig.from_dict({**named, "augment": augment}).validate()
 
 
 # ---------------------------------------------------------------- commands
@@ -186,7 +186,8 @@ class ProgressBars:
             tqdm.write(f"warning: {event['message']}", file=sys.stderr)
         elif kind == "start":
             tqdm.write(f"{event['framework']}: {event['train_images']} train / {event['val_images']} "
-                       f"validation images on {event['device']}, {event['precision']}, pretrained={event['pretrained']}")
+                       f"validation images on {event['device']}, {event['precision']}, "
+                       f"pretrained={event['pretrained']}")
         elif kind == "batch":
             if self.bar is None:
                 self.bar = tqdm(total=event["batches"], unit="batch",

@@ -10,7 +10,7 @@ import importlib
 import platform
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import cast
 
 import numpy as np
@@ -89,7 +89,7 @@ def summarise(framework, config, arrays, result, info, device, seconds) -> dict:
         "framework": framework, "classes": arrays.classes, "config": config.to_dict(),
         "history": history, "stopped": result["stopped"], "pretrained": info["pretrained"],
         "warnings": info["warnings"], "device": device, "precision": info["precision"], "seconds": seconds,
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "train_images": len(arrays.y_train), "val_images": len(arrays.y_val),
         "preprocessing": PREPROCESSING[framework], "trainer_version": __version__,
         "python": platform.python_version(),

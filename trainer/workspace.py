@@ -27,6 +27,7 @@ from pathlib import Path
 
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 SEEN = ".seen"  # its modification time is the workspace's last visit
+INCOMING = ".incoming"  # uploads being unpacked (not offered until complete)
 UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -38,13 +39,16 @@ class QuotaExceeded(ValueError):
 class Limits:
     idle_s: float = 24 * 3600  # a workspace unvisited this long is removed
     quota_bytes: int = 2**30  # uploads + runs + models of one workspace
+    total_bytes: int = 20 * 2**30  # all workspaces together (a Space's disk is 50 GB)
 
     @classmethod
     def from_env(cls) -> Limits:
-        """`AVP_WORKSPACE_IDLE_HOURS` (default 24) and `AVP_WORKSPACE_QUOTA_MB` (default 1024)."""
+        """`AVP_WORKSPACE_IDLE_HOURS` (default 24), `AVP_WORKSPACE_QUOTA_MB` (default 1024) and
+        `AVP_WORKSPACES_TOTAL_GB` (default 20)."""
         hours = float(os.environ.get("AVP_WORKSPACE_IDLE_HOURS", 24))
         megabytes = float(os.environ.get("AVP_WORKSPACE_QUOTA_MB", 1024))
-        return cls(idle_s=hours * 3600, quota_bytes=int(megabytes * 2**20))
+        gigabytes = float(os.environ.get("AVP_WORKSPACES_TOTAL_GB", 20))
+        return cls(idle_s=hours * 3600, quota_bytes=int(megabytes * 2**20), total_bytes=int(gigabytes * 2**30))
 
 
 def folder_bytes(folder: Path) -> int:
@@ -89,16 +93,22 @@ class Workspace:
         return folder_bytes(self.root)
 
     def free_bytes(self) -> int:
-        return max(0, self.limits.quota_bytes - self.used_bytes())
+        """What this workspace may still write: its own quota, and what all workspaces have left."""
+        own = self.limits.quota_bytes - self.used_bytes()
+        shared = self.limits.total_bytes - folder_bytes(self.root.parent)
+        return max(0, min(own, shared))
 
     def require_free(self, needed: int, what: str) -> None:
-        """Raise QuotaExceeded unless `needed` more bytes fit in the quota."""
-        free = self.free_bytes()
-        if needed > free:
+        """Raise QuotaExceeded unless `needed` more bytes fit, saying which limit stops it."""
+        own = self.limits.quota_bytes - self.used_bytes()
+        if needed > own:
             raise QuotaExceeded(
                 f"{what} needs about {needed / 2**20:.0f} MB, but your workspace has "
-                f"{free / 2**20:.0f} MB of its {self.limits.quota_bytes / 2**20:.0f} MB left: "
+                f"{max(0, own) / 2**20:.0f} MB of its {self.limits.quota_bytes / 2**20:.0f} MB left: "
                 "delete an upload first")
+        if needed > self.free_bytes():
+            raise QuotaExceeded(f"{what} needs about {needed / 2**20:.0f} MB, but the server's disk for "
+                                "visitors is full: try again later")
 
     def upload_folder(self, file_name: str) -> Path:
         """A new, empty folder for an upload, named after the visitor's file (made safe)."""
@@ -180,11 +190,22 @@ class Workspaces:
         for path in sorted(self.root.iterdir()):
             is_workspace = path.is_dir() and ID_PATTERN.fullmatch(path.name)
             if is_workspace and (not self._expired(path, now) or in_use(path.name)):
+                removed += self._sweep_unfinished_uploads(path, now)
                 continue
             if path.name.startswith(".keep"):  # the app's own files (its browser-state secret)
                 continue
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
             removed.append(path.name)
+        return removed
+
+    def _sweep_unfinished_uploads(self, root: Path, now: float) -> list[str]:
+        """Uploads still being unpacked an hour later were cut off by a crash."""
+        removed = []
+        incoming = root / "uploads" / INCOMING
+        for path in sorted(incoming.iterdir()) if incoming.is_dir() else ():
+            if now - path.stat().st_mtime > 3600:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(f"{root.name}/uploads/{INCOMING}/{path.name}")
         return removed
 
     def secret(self) -> str:

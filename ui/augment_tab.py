@@ -20,7 +20,8 @@ NETWORK_VIEW_NOTE = (
     "look blue); torchvision scales to 0-1 and standardises each **RGB** channel with the ImageNet "
     "mean and std. Each set of pretrained weights expects its own convention.\n\n"
     "**One resampling, not one per setting.** Keras 3's stock layers (RandomFlip, RandomRotation, RandomZoom, "
-    "RandomShear, ...) each resample the image: more blur, and (zoom + shear + flip) 2.4x the time per batch. The Keras side "
+    "RandomShear, ...) each resample the image: more blur, and (zoom + shear + flip) 2.4x the time per batch. "
+    "The Keras side "
     "here is a small RandomAffine layer (its code is below) that draws the values torchvision's "
     "RandomAffine draws and composes flip, rotation, shift, zoom and shear into one matrix, as the seed "
     "notebook's ImageDataGenerator did: given the same values, both give the same pixels.")
@@ -107,8 +108,10 @@ def build() -> tuple[dict[str, gr.components.Component], tuple]:
                 reroll_button = gr.Button("Reroll", variant="secondary")
         with gr.Column(scale=3):
             with gr.Row():
-                keras_gallery = gr.Gallery(label="Keras 3: RandomAffine layer (keras.ops.image.affine_transform)", columns=4, height=330, elem_id="keras-samples")
-                torch_gallery = gr.Gallery(label="torchvision.transforms.v2", columns=4, height=330, elem_id="torch-samples")
+                keras_gallery = gr.Gallery(label="Keras 3: RandomAffine layer (keras.ops.image.affine_transform)",
+                                           columns=4, height=330, elem_id="keras-samples")
+                torch_gallery = gr.Gallery(label="torchvision.transforms.v2", columns=4, height=330,
+                                           elem_id="torch-samples")
             with gr.Row():
                 keras_view = gr.Image(label="Keras sees", height=200)
                 torch_view = gr.Image(label="PyTorch sees", height=200)

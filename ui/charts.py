@@ -74,9 +74,16 @@ def confusion_figure(summaries: list[dict]):
             for j, count in enumerate(row):
                 ax.text(j, i, count, ha="center", va="center",
                         color="white" if count > max(map(max, matrix)) / 2 else "black")
-        ax.set_xticks(range(len(classes)), classes, rotation=30)
-        ax.set_yticks(range(len(classes)), classes)
+        names = [tick_label(c) for c in classes]
+        ax.set_xticks(range(len(classes)), names, rotation=30)
+        ax.set_yticks(range(len(classes)), names)
         ax.set(title=f"{summary['framework']} (validation)", xlabel="predicted", ylabel="true")
     figure.tight_layout()
     plt.close(figure)
     return figure
+
+
+def tick_label(class_name: str) -> str:
+    """A visitor's class name as plain matplotlib text: short, and `$` not read as mathtext."""
+    from ui.text import plain
+    return plain(class_name, 24).replace("$", r"\$")

@@ -13,9 +13,11 @@ from pathlib import Path
 import gradio as gr
 
 from trainer import FRAMEWORKS, data
+from trainer.constants import MAX_IMAGE_SIZE
 from ui import shared, text
 
 MAX_IMAGES = 12
+MAX_REQUEST_PIXELS = 120_000_000  # declared pixels one request may make the server decode (3 at the cap)
 NAMES = {"keras": "Keras", "pytorch": "PyTorch"}
 SOURCES = {"reference": "reference model", "yours": "your model"}
 
@@ -74,10 +76,11 @@ def predict_files(workspace_id: str | None, paths: list | None) -> list[dict]:
     if not predictors:
         raise gr.Error("No trained model yet: train one in the Train tab first.")
     results = []
+    budget = data.PixelBudget(MAX_REQUEST_PIXELS, scope="one Predict request")
     for path in paths:
         name = display_name(path)
         try:
-            image = data.load_rgb(path, name)
+            image = data.load_rgb(path, name, max_side=MAX_IMAGE_SIZE, budget=budget)
         except data.ImageError as error:
             results.append({"image": name, "error": text.plain(str(error), 300)})
             continue

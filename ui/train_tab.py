@@ -23,7 +23,7 @@ from trainer import archive, data, weights
 from trainer.cli import HELP
 from trainer.config import TrainConfig
 from trainer.jobs import Busy, QueueFull, RunView
-from trainer.workspace import QuotaExceeded, Workspace
+from trainer.workspace import INCOMING, QuotaExceeded, Workspace
 from ui import charts, shared, text
 
 POLL_S = 1.0
@@ -205,7 +205,7 @@ def upload_zip(workspace_id: str | None, path: str | None):
 
 def unpack(space: Workspace, zip_path: Path) -> tuple[Path, str]:
     """Extract into the workspace within its free quota; (folder, text listing skipped entries)."""
-    incoming = space.uploads / ".incoming"
+    incoming = space.uploads / INCOMING
     incoming.mkdir(parents=True, exist_ok=True)
     budget = min(archive.MAX_TOTAL_BYTES, space.free_bytes())
     extracted = archive.extract_zip(zip_path, incoming, max_total_bytes=budget)
@@ -224,7 +224,7 @@ def delete_upload(workspace_id: str | None, dataset: str | None):
     return gr.Dropdown(choices=shared.dataset_choices(space), value=None), f"Deleted {text.md(name)}."
 
 
-def fetch_avp(progress=gr.Progress(track_tqdm=True)):
+def fetch_avp(progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's way to ask for a progress bar
     """Download the AvP images into the server's data folder (the same images for everybody)."""
     from trainer import fetch
     from trainer.config import default_data_dir
@@ -308,7 +308,8 @@ def log_text(events: list[dict]) -> str:
                          + (", feature cache" if e["feature_cache"] else ""))
         elif e["type"] == "epoch":
             lines.append(f"{e['framework']} epoch {e['epoch']}/{e['epochs']}: train loss {e['train_loss']:.3f}, "
-                         f"validation loss {e['val_loss']:.3f}, accuracy {e['val_accuracy']:.3f} ({e['seconds']:.1f} s)")
+                         f"validation loss {e['val_loss']:.3f}, accuracy {e['val_accuracy']:.3f} "
+                         f"({e['seconds']:.1f} s)")
         elif e["type"] == "stopped":
             lines.append(f"{e['framework']}: stopped at epoch {e['epoch']}, batch {e['batch']}; not saved")
         elif e["type"] == "end" and e.get("saved_to"):
@@ -328,7 +329,7 @@ def mistakes_gallery(ends: list[dict]) -> list:
     for e in ends:
         for m in e.get("misclassified", [])[:24]:
             try:
-                image = data.load_rgb(m["path"])
+                image = data.load_rgb(m["path"], max_side=160)
             except data.ImageError:
                 continue
             image.thumbnail((160, 160))
