@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from conftest import ROOT, make_dataset
 from support.launch import free_port
@@ -30,6 +31,7 @@ def app(tmp_path_factory):
     runner.train(TrainConfig(framework="pytorch", data_dir=str(data), out_dir=str(base / "reference"), epochs=1,
                              batch_size=8, image_size=32, head_units=16, weights="none"))
     patch = pytest.MonkeyPatch()
+    patch.setattr(Visitor, "call", recorded(Visitor.call))
     patch.setenv("AVP_DATA_DIR", str(base / "data"))
     patch.setattr(shared, "MODELS_DIR", base / "reference")
     patch.setattr(shared, "WORKSPACES_DIR", base / "workspaces")
@@ -47,6 +49,21 @@ def app(tmp_path_factory):
     patch.undo()
     for cached in (shared.workspaces, shared.jobs):
         cached.cache_clear()
+
+
+ANSWERS = []  # every answer the API gave in this module, searched for server folders at the end
+
+
+def recorded(call):
+    def record(self, *args, **kwargs):
+        try:
+            answer = call(self, *args, **kwargs)
+        except Exception as error:  # refusals are answers too: recorded, then raised as they were
+            ANSWERS.append(str(error))
+            raise
+        ANSWERS.append(answer)
+        return answer
+    return record
 
 
 @pytest.fixture
@@ -86,7 +103,7 @@ def test_two_visitors_queue_and_stop_only_their_own_runs(app):
     queued = start(b)
     assert queued["status"] == "queued" and queued["position"] == 1 and queued["start_in_s"] > 0
     assert queued["queue"]["training"] == 1
-    with pytest.raises(Exception, match="already have a run"):
+    with pytest.raises(AppError, match="already have a run"):
         start(b)
 
     assert b.stop() == "Taken out of the queue."  # B's Stop reaches B's run only
@@ -117,16 +134,16 @@ def test_settings_name_a_data_set_and_never_a_server_folder(visitor):
         "wrong type": ({"augment": {"hflip": "yes"}}, "hflip must be true or false"),
     }
     for name, (changes, message) in refusals.items():
-        with pytest.raises(Exception, match=message):
+        with pytest.raises(AppError, match=message):
             start(visitor, **changes)
         assert visitor.status()["status"] == "none", name
 
 
 def test_an_unknown_workspace_is_refused(app):
     client = Client(app[0] + "/", verbose=False)
-    with pytest.raises(Exception, match="unknown or expired workspace"):
+    with pytest.raises(AppError, match="unknown or expired workspace"):
         client.predict("0" * 32, api_name="/training_status")
-    with pytest.raises(Exception, match="unknown or expired workspace"):
+    with pytest.raises(AppError, match="unknown or expired workspace"):
         client.predict("../" * 10, settings(TINY, "server/toy"), api_name="/start")
 
 
@@ -142,7 +159,7 @@ def test_an_upload_becomes_the_visitors_own_data_set(visitor, app, tmp_path):
     assert "upload/My_photos" in visitor.datasets()
     stranger = Visitor(app[0] + "/")
     assert "upload/My_photos" not in stranger.datasets()
-    with pytest.raises(Exception, match="unknown data set"):
+    with pytest.raises(AppError, match="unknown data set"):
         start(stranger, dataset="upload/My_photos")
 
 
@@ -157,11 +174,14 @@ def test_file_route_refuses_files_outside_the_app(app):
         assert code in (403, 404), path
 
 
-def test_uploads_over_the_cap_are_refused(visitor, tmp_path):
+def test_uploads_over_the_cap_are_refused(visitor, app, tmp_path):
     big = tmp_path / "big.zip"
     big.write_bytes(b"0" * 2_000_000)  # the test app's cap is 1 MB
-    with pytest.raises(Exception, match="413|too large|exceeds"):
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):  # the client reads the cap
         visitor.upload(big)
+    import httpx  # and the server refuses it anyway, for a client that does not
+    answer = httpx.post(f"{app[0]}/gradio_api/upload", files={"files": ("big.zip", big.read_bytes())}, timeout=30)
+    assert answer.status_code == 413
 
 
 def test_a_bad_image_is_refused_by_name_and_the_good_one_predicted(visitor, app, tmp_path):
@@ -172,3 +192,15 @@ def test_a_bad_image_is_refused_by_name_and_the_good_one_predicted(visitor, app,
     assert bad_result["error"].startswith("holiday.jpg: not an image")
     assert "reference" in good_result
     assert json.dumps(bad_result).count(str(tmp_path)) == 0
+
+
+def test_no_answer_and_no_page_config_names_a_server_folder(app):
+    """Runs last: every API answer of this module, and the page's config, searched for the app's
+    folders (gradio's own upload cache, which serves the visitor's own files back, aside)."""
+    url, base = app
+    with urllib.request.urlopen(f"{url}/config", timeout=10) as response:
+        config = response.read().decode()
+    answers = json.dumps(ANSWERS, default=str)
+    assert len(ANSWERS) > 20
+    for folder in (str(base), str(ROOT)):
+        assert folder not in answers and folder not in config, folder

@@ -435,7 +435,8 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
                                  info=HELP["framework"], elem_id="framework")
             dataset = gr.Dropdown([], label="Data set", info="the server's data sets and your own uploads",
                                   elem_id="dataset")
-            upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a .zip of class folders")
+            upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a .zip of class folders",
+                             elem_id="upload-zip")
             with gr.Row():
                 check_button = gr.Button("Check data", size="sm")
                 delete_button = gr.Button("Delete this upload", size="sm")
