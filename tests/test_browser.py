@@ -3,24 +3,17 @@ their own: A previews augmentations, trains, predicts and starts a long run; B c
 behind another student and sees the position count down; A's models are untouched by B's training;
 a reload brings back A's workspace and settings."""
 
-import os
 import re
-import shutil
 
 import pytest
 
 from conftest import ROOT, make_dataset
+from support.browser import WAIT_MS, launch_chromium, open_visitor, set_number, wait_text
 from support.launch import start_app
 from support.visitor import Visitor
 from trainer.config import TrainConfig
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
-WAIT_MS = 120_000
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app with a server data set `toy` and reference PyTorch models trained with the CLI."""
@@ -37,33 +30,10 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(server):
     from playwright.sync_api import sync_playwright  # a missing driver fails the test: CI must run it
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is missing: ./dev test installs it with apt (chromium, chromium-driver)")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = launch_chromium(p)
         yield browser
         browser.close()
-
-
-def open_visitor(browser, url, errors):
-    """A new visitor: a browser context of their own (own localStorage), on the app's page."""
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(url)
-    page.get_by_role("heading", name=re.compile("Alien vs. Predator")).wait_for()
-    return page
-
-
-def set_number(page, elem_id, value):
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Tab")
-
-
-def wait_text(page, elem_id, pattern, timeout=WAIT_MS):
-    page.wait_for_function(
-        "([id, source]) => new RegExp(source).test(document.querySelector('#' + id)?.innerText ?? '')",
-        arg=[elem_id, pattern], timeout=timeout)
 
 
 def predicted(page, image) -> str:
