@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The feature bank of every run the tests start (worker processes included): a fresh one per session.
+os.environ.setdefault("AVP_CACHE_DIR", tempfile.mkdtemp(prefix="avp-bank-"))
 import torchvision  # noqa: F401 - before any TensorFlow import; see trainer/keras_backend.py
 
 ROOT = Path(__file__).resolve().parents[1]

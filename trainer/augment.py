@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
+
 NUMBERS = ("shear_deg", "zoom_min", "zoom_max", "rotation_deg", "shift")
 
 
@@ -65,3 +67,21 @@ class AugmentConfig:
         if unknown:
             raise ValueError(f"unknown augmentation settings: {', '.join(sorted(unknown))}")
         return cls(**values)
+
+
+def draw(aug: AugmentConfig, seed: int, view: int, indices, width: int, height: int) -> dict:
+    """The random values of view `view` of each image in `indices`, in torchvision's parameterisation.
+
+    A fixed function of (seed, image index, view): view e of image i is the same whatever the batch
+    order, the batch size or the framework, so its backbone features can be kept and reused by any
+    later run with the same settings (trainer/bank.py). Epoch e trains on view e.
+    Returns arrays: hflip, vflip (bool), rotation_deg, zoom, shear_deg (float), shift_px (N, 2).
+    """
+    u = np.array([np.random.default_rng([seed, view, int(i)]).random(7) for i in indices]).reshape(-1, 7)
+    between = lambda column, low, high: low + u[:, column] * (high - low)
+    shift = np.stack([np.round(between(5, -1, 1) * aug.shift * width),
+                      np.round(between(6, -1, 1) * aug.shift * height)], axis=1)
+    return {"hflip": (u[:, 0] < 0.5) & aug.hflip, "vflip": (u[:, 1] < 0.5) & aug.vflip,
+            "rotation_deg": between(2, -aug.rotation_deg, aug.rotation_deg),
+            "zoom": between(3, aug.zoom_min, aug.zoom_max), "shear_deg": between(4, -aug.shear_deg, aug.shear_deg),
+            "shift_px": shift}

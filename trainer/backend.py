@@ -22,6 +22,7 @@ from trainer import loop
 
 if TYPE_CHECKING:
     from trainer.augment import AugmentConfig
+    from trainer.bank import RunViews
     from trainer.config import TrainConfig
     from trainer.data import Arrays
 
@@ -72,8 +73,9 @@ class Backend(Protocol):
     # ---------------------------------------------------------------- training
 
     def train(self, model: Model, data: Arrays, config: TrainConfig, on_event: loop.EventSink = loop.ignore,
-              should_stop: Callable[[], bool] = loop.never) -> dict:
-        """Train the head (and any unfrozen stages) with trainer/loop.py's epoch loop; its result."""
+              should_stop: Callable[[], bool] = loop.never, views: RunViews | None = None) -> dict:
+        """Train the head (and any unfrozen stages) with trainer/loop.py's epoch loop; its result.
+        With a frozen backbone, each epoch's features come from the bank (`views`) when it has them."""
 
     def evaluate(self, model: Model, images: np.ndarray, labels: np.ndarray,
                  features: Tensor | None = None) -> tuple[float, float, np.ndarray]:

@@ -117,6 +117,7 @@ def cmd_check(args) -> int:
 
 def cmd_train(args) -> int:
     from trainer import runner
+    from trainer.bank import FeatureBank
     try:
         config = config_from_args(args)
     except ValueError as error:
@@ -126,7 +127,7 @@ def cmd_train(args) -> int:
     signal.signal(signal.SIGINT, lambda *_: (stop.set(), print("\nstopping after this batch...", file=sys.stderr)))
     progress = ProgressBars()
     try:
-        results = runner.train(config, progress, stop.is_set)
+        results = runner.train(config, progress, stop.is_set, FeatureBank.from_env())
     except Exception as error:  # data, weights or settings problems: one clear line, no traceback
         progress.close()
         print(f"train: {type(error).__name__}: {error}", file=sys.stderr)
@@ -184,6 +185,8 @@ class ProgressBars:
         kind = event["type"]
         if kind == "warning":
             tqdm.write(f"warning: {event['message']}", file=sys.stderr)
+        elif kind == "bank":
+            tqdm.write(f"{event['framework']}: {event['message']}")
         elif kind == "start":
             tqdm.write(f"{event['framework']}: {event['train_images']} train / {event['val_images']} "
                        f"validation images on {event['device']}, {event['precision']}, "

@@ -12,7 +12,6 @@ tf.data pipeline.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from trainer import loop, store, weights
+from trainer import augment, loop, store, weights
 from trainer.augment import AugmentConfig
 from trainer.config import TrainConfig, use_bfloat16
 from trainer.constants import FEATURE_DIM
@@ -210,8 +209,10 @@ def features_of(model: keras.Model, images: np.ndarray) -> tf.Tensor:
 
 # ---------------------------------------------------------------- training
 
-def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, should_stop=loop.never) -> dict:
-    """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays)."""
+def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, should_stop=loop.never,
+          views=None) -> dict:
+    """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays). With a frozen
+    backbone the head trains on features of each epoch's view, from the bank (`views`) or computed."""
     frozen = config.unfreeze == 0
     head_vars = [v for layer in _head_layers(model) for v in layer.trainable_variables]
     backbone_vars = [v for v in model.trainable_variables if all(v is not h for h in head_vars)]
@@ -219,58 +220,85 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
     backbone_optimizer = keras.optimizers.Adam(config.fine_tune_lr)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     extract = _feature_function(model)
+    augmenter = build_augmenter(config.augment) if config.augment_active else None
+    view_of = (lambda epoch: epoch) if config.augment_active else (lambda epoch: 0)
+    image_shape = tf.TensorSpec((None, *data.x_train.shape[1:]), tf.uint8)
+    label_shape = tf.TensorSpec((None,), tf.int64)
 
-    @tf.function
-    def step(inputs, labels, from_features: bool):
-        if frozen:
-            features = inputs if from_features else extract(_normalise(inputs))
-            with tf.GradientTape() as tape:
-                probabilities = _head(model, features)
-                loss = loss_fn(labels, probabilities)
-            head_optimizer.apply_gradients(zip(tape.gradient(loss, head_vars), head_vars))
-        else:
-            with tf.GradientTape() as tape:
-                probabilities = model(_normalise(inputs), training=False)
-                loss = loss_fn(labels, probabilities)
-            gradients = tape.gradient(loss, head_vars + backbone_vars)
-            head_optimizer.apply_gradients(zip(gradients[:len(head_vars)], head_vars))
-            backbone_optimizer.apply_gradients(zip(gradients[len(head_vars):], backbone_vars))
-        correct = tf.reduce_sum(tf.cast(tf.argmax(probabilities, 1) == labels, tf.int32))
-        return loss, correct
+    def inputs_of(index: np.ndarray, view: int) -> tuple[tf.Tensor, dict, float]:
+        """The images at `index`, the values of view `view` (trainer.augment.draw) as tensors, and
+        how long making them took."""
+        waited = time.perf_counter()
+        images = tf.constant(data.x_train[index])
+        drawn = _drawn_tensors(config, view, index, images.shape[2], images.shape[1], augmenter is not None)
+        return images, drawn, time.perf_counter() - waited
 
-    if config.feature_cache:
-        batches = iter(_make_dataset(features_of(model, data.x_train), data.y_train, config, None))
-    else:
-        augmenter = build_augmenter(config.augment, config.seed) if config.augment_active else None
-        batches = iter(_make_dataset(data.x_train, data.y_train, config, augmenter))
+    def transformed(images, drawn):
+        return augmenter.transform_images(images, drawn) if augmenter is not None else images
 
-    steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
+    @tf.function(input_signature=[image_shape, _DRAWN_SIGNATURE])
+    def augmented_features(images, drawn):
+        return tf.cast(extract(_normalise(transformed(images, drawn))), tf.float32)
 
-    def train_batches(epoch):
-        for _ in range(steps_per_epoch):
-            waited = time.perf_counter()
-            inputs, labels = next(batches)  # time spent here is time waiting for tf.data
-            data_s = time.perf_counter() - waited
-            loss, correct = step(inputs, labels, config.feature_cache)
-            yield float(loss), int(labels.shape[0]), int(correct), data_s
+    @tf.function(input_signature=[tf.TensorSpec((None, FEATURE_DIM), tf.float32), label_shape])
+    def head_step_graph(features, labels):
+        with tf.GradientTape() as tape:
+            probabilities = _head(model, features)
+            loss = loss_fn(labels, probabilities)
+        head_optimizer.apply_gradients(zip(tape.gradient(loss, head_vars), head_vars))
+        return loss, tf.reduce_sum(tf.cast(tf.argmax(probabilities, 1) == labels, tf.int32))
 
-    validate = loop.validation(model, data, frozen, features_of, evaluate)
+    @tf.function(input_signature=[image_shape, _DRAWN_SIGNATURE, label_shape])
+    def full_step(images, drawn, labels):
+        with tf.GradientTape() as tape:
+            probabilities = model(_normalise(transformed(images, drawn)), training=False)
+            loss = loss_fn(labels, probabilities)
+        gradients = tape.gradient(loss, head_vars + backbone_vars)
+        head_optimizer.apply_gradients(zip(gradients[:len(head_vars)], head_vars))
+        backbone_optimizer.apply_gradients(zip(gradients[len(head_vars):], backbone_vars))
+        return loss, tf.reduce_sum(tf.cast(tf.argmax(probabilities, 1) == labels, tf.int32))
+
+    def compute(index: np.ndarray, view: int) -> tuple[np.ndarray, float]:
+        images, drawn, data_s = inputs_of(index, view)
+        return augmented_features(images, drawn).numpy(), data_s
+
+    def head_step(features: np.ndarray, index: np.ndarray) -> tuple[float, int]:
+        loss, correct = head_step_graph(tf.constant(features), tf.constant(data.y_train[index]))
+        return float(loss), int(correct)
+
+    def unfrozen_batches(epoch: int):
+        for index in loop.batch_order(len(data.y_train), config.batch_size, config.seed, epoch):
+            images, drawn, data_s = inputs_of(index, view_of(epoch))
+            loss, correct = full_step(images, drawn, tf.constant(data.y_train[index]))
+            yield float(loss), len(index), int(correct), data_s
+
+    batches = loop.frozen_batches(len(data.y_train), config.batch_size, config.seed, view_of, compute,
+                                  head_step, views) if frozen else unfrozen_batches
+    validate = loop.validation(model, data, frozen, _features_numpy, evaluate, views)
     return loop.run_epochs(FRAMEWORK, config.epochs, len(data.y_train), config.batch_size,
-                           train_batches, validate, on_event, should_stop)
+                           batches, validate, on_event, should_stop)
 
 
-def _make_dataset(inputs, labels: np.ndarray, config: TrainConfig, augmenter) -> tf.data.Dataset:
-    """Shuffled batches, augmented in parallel with the training step (tf.data map + prefetch).
+# One signature for the drawn values, so each graph is traced once.
+_DRAWN_SIGNATURE = {"hflip": tf.TensorSpec((None,), tf.bool), "vflip": tf.TensorSpec((None,), tf.bool),
+                    "rotation_deg": tf.TensorSpec((None,), tf.float32), "zoom": tf.TensorSpec((None,), tf.float32),
+                    "shear_deg": tf.TensorSpec((None,), tf.float32), "shift_px": tf.TensorSpec((None, 2), tf.float32)}
 
-    One endless stream (repeat) for all epochs: the prefetch keeps working across epoch ends
-    instead of starting cold each epoch. Batching before repeat keeps each epoch's batches apart.
-    """
-    dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).shuffle(
-        len(labels), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size).repeat()
-    if augmenter is not None:
-        dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+
+def _drawn_tensors(config: TrainConfig, view: int, index: np.ndarray, width: int, height: int,
+                   augmented: bool) -> dict:
+    """View `view`'s values for the images at `index` as the graphs take them (unused, all
+    identity values, when nothing is augmented)."""
+    if augmented:
+        drawn = augment.draw(config.augment, config.seed, view, index, width, height)
+    else:
+        drawn = augment.draw(AugmentConfig(enabled=False, shear_deg=0, zoom_min=1, zoom_max=1, hflip=False),
+                             0, 0, index, width, height)
+    return {key: tf.constant(value, _DRAWN_SIGNATURE[key].dtype) for key, value in drawn.items()}
+
+
+def _features_numpy(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    return features_of(model, images).numpy()
 
 
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray, features=None):

@@ -1,8 +1,10 @@
 """The epoch loop both backends share, and the progress events it emits (no framework import).
 
-A backend supplies two functions: `train_batches(epoch)`, a generator that runs one optimisation
-step per item and yields `(loss, images, correct, data_seconds)` for that batch (data_seconds:
-how long the step waited for its input), and `validate()`, which returns
+A backend supplies two functions (with a frozen backbone, `frozen_batches` makes the first from
+the backend's `compute` and `head_step`, with the feature bank): `train_batches(epoch)`, a
+generator that runs one optimisation step per item and yields
+`(loss, images, correct, data_seconds)` for that batch (data_seconds: how long the step waited for
+its input), and `validate()`, which returns
 `(loss, accuracy, probabilities)` on the validation split. This loop times them, emits events, and
 checks the stop flag after every batch, so Stop takes effect within one batch in both frameworks.
 
@@ -15,6 +17,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from trainer.constants import FEATURE_DIM
 
 Event = dict
 EventSink = Callable[[Event], None]
@@ -29,18 +35,65 @@ def never() -> bool:
     return False
 
 
-def validation(model, data, frozen: bool, features_of, evaluate) -> Callable[[], tuple[float, float, object]]:
+def validation(model, data, frozen: bool, features_of, evaluate,
+               views=None) -> Callable[[], tuple[float, float, object]]:
     """`validate()` for run_epochs. With a frozen backbone the validation features are the same every
-    epoch: computed at the first validation (not before the first batch), then reused."""
+    epoch: taken from the bank (`views`, trainer/bank.py) or computed at the first validation (not
+    before the first batch), then reused. `features_of(model, images)` returns numpy features."""
     cached = None
 
     def validate():
         nonlocal cached
         if frozen and cached is None:
-            cached = features_of(model, data.x_val)
+            cached = views.get("val") if views is not None else None
+            if cached is None:
+                cached = features_of(model, data.x_val)
+                if views is not None:
+                    views.put("val", 0, cached)
         return evaluate(model, data.x_val, data.y_val, features=cached)
 
     return validate
+
+
+def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The image indices of each batch of an epoch: a seeded shuffle, the same in both frameworks."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return [order[start:start + batch_size] for start in range(0, n, batch_size)]
+
+
+def frozen_batches(n_train: int, batch_size: int, seed: int, view_of: Callable[[int], int],
+                   compute: Callable[[np.ndarray, int], tuple[np.ndarray, float]],
+                   head_step: Callable[[np.ndarray, np.ndarray], tuple[float, int]],
+                   views=None) -> Callable[[int], Iterator[tuple[float, int, int, float]]]:
+    """`train_batches(epoch)` for a frozen backbone: the head trains on the features of view
+    `view_of(epoch)` of the training images. They come from the bank (`views`) when it has them;
+    else `compute(index, view) -> (features, data_seconds)` makes them batch by batch, and once the
+    epoch has run to its end they are kept: in the bank, and for a next epoch of the same view
+    (every epoch, when nothing is augmented). `head_step(features, index) -> (loss, correct)`."""
+    kept: dict[int, np.ndarray] = {}
+
+    def train_batches(epoch: int):
+        view = view_of(epoch)
+        stored = kept.get(view)
+        if stored is None and views is not None:
+            stored = views.get("train", view)
+        computed = np.empty((n_train, FEATURE_DIM), np.float32) if stored is None else None
+        for index in batch_order(n_train, batch_size, seed, epoch):
+            if stored is not None:
+                features, data_s = stored[index], 0.0
+            else:
+                features, data_s = compute(index, view)
+                computed[index] = features
+            loss, correct = head_step(features, index)
+            yield loss, len(index), correct, data_s
+        if computed is not None:  # only reached when the epoch ran to its end (a Stop never resumes it)
+            if views is not None:
+                views.put("train", view, computed)
+            stored = computed
+        kept.clear()
+        kept[view] = stored
+
+    return train_batches
 
 
 def run_epochs(framework: str, epochs: int, n_train: int, batch_size: int,

@@ -15,8 +15,9 @@ from typing import cast
 
 import numpy as np
 
-from trainer import __version__, data, loop
+from trainer import __version__, data, loop, weights
 from trainer.backend import Backend
+from trainer.bank import FeatureBank
 from trainer.config import TrainConfig
 
 PREPROCESSING = {
@@ -43,8 +44,9 @@ def load_data(config: TrainConfig, on_event=loop.ignore) -> data.Arrays:
     return data.load_dataset(dataset, config.image_size, config.limit, config.seed)
 
 
-def train(config: TrainConfig, on_event=loop.ignore, should_stop=loop.never) -> dict:
-    """Train every framework of `config`; return framework -> summary (see `summarise`)."""
+def train(config: TrainConfig, on_event=loop.ignore, should_stop=loop.never, bank: FeatureBank | None = None) -> dict:
+    """Train every framework of `config`; return framework -> summary (see `summarise`). With a
+    `bank`, a frozen backbone's features are taken from it and kept in it (trainer/bank.py)."""
     config.validate()
     # Import the first framework while the images decode: on a small machine this overlaps
     # seconds of library loading with the decoding, and the first batch comes sooner.
@@ -56,13 +58,14 @@ def train(config: TrainConfig, on_event=loop.ignore, should_stop=loop.never) -> 
     for framework in config.frameworks:
         if should_stop():
             break
-        results[framework] = train_one(framework, config, arrays, on_event, should_stop)
+        results[framework] = train_one(framework, config, arrays, on_event, should_stop, bank)
         if results[framework]["stopped"]:
             break
     return results
 
 
-def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event, should_stop) -> dict:
+def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event, should_stop,
+              bank: FeatureBank | None = None) -> dict:
     module = backend(framework)
     device = module.describe_device(config.device)
     model, info = module.build_model(len(arrays.classes), config)
@@ -73,13 +76,38 @@ def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event
               "pretrained": info["pretrained"], "precision": info["precision"], "epochs": config.epochs,
               "augment": config.augment_active, "feature_cache": config.feature_cache})
     started = time.perf_counter()
-    result = module.train(model, arrays, config, on_event, should_stop)
+    views = bank_views(bank, framework, config, info, arrays, module, on_event)
+    result = module.train(model, arrays, config, on_event, should_stop, views)
+    if views is not None:
+        on_event({"type": "bank", "framework": framework, "message": bank_message(views, config, result)})
     summary = summarise(framework, config, arrays, result, info, device, time.perf_counter() - started)
     summary["versions"] = module.versions()
     if not result["stopped"]:
         summary["saved_to"] = str(module.save(model, config.out_dir, summary))
     on_event({"type": "end", **summary})
     return summary
+
+
+def bank_views(bank: FeatureBank | None, framework: str, config: TrainConfig, info: dict, arrays, module, on_event):
+    """The run's keys in the bank; None without a bank, or when unfrozen stages change the backbone."""
+    if bank is None:
+        return None
+    if config.unfreeze:
+        on_event({"type": "bank", "framework": framework, "message": f"feature bank not used: unfreezing "
+                  f"{config.unfreeze} stage(s) changes the backbone, so its features are computed every batch"})
+        return None
+    identity = {**info, "library": module.versions(), "weights_id": weights.identity(config, info["pretrained"])}
+    return bank.for_run(framework, config, identity, arrays)
+
+
+def bank_message(views, config: TrainConfig, result: dict) -> str:
+    """What the run took from the bank, e.g. "augmented features: 3 of 3 epochs from the bank"."""
+    epochs = len(result["history"])
+    train = (f"augmented features: {views.from_bank['train']} of {epochs} epochs from the bank"
+             if config.augment_active else
+             f"features: {'from the bank' if views.from_bank['train'] else 'computed once, now in the bank'}")
+    val = "from the bank" if views.from_bank["val"] else "computed, now in the bank"
+    return f"{train}; validation features {val}"
 
 
 def summarise(framework, config, arrays, result, info, device, seconds) -> dict:

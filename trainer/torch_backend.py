@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from trainer import loop, store, weights
+from trainer import augment, loop, store, weights
 from trainer.augment import AugmentConfig
 from trainer.config import TrainConfig, use_bfloat16
 from trainer.constants import FEATURE_DIM, IMAGENET_MEAN, IMAGENET_STD
@@ -212,8 +212,10 @@ def _autocast(model: nn.Module, device: torch.device):
 
 # ---------------------------------------------------------------- training
 
-def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, should_stop=loop.never) -> dict:
-    """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays)."""
+def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, should_stop=loop.never,
+          views=None) -> dict:
+    """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays). With a frozen
+    backbone the head trains on features of each epoch's view, from the bank (`views`) or computed."""
     device = _torch_device(config.device)
     model.to(device)
     frozen = config.unfreeze == 0
@@ -221,47 +223,72 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
     optimizer = torch.optim.Adam([{"params": model.fc.parameters(), "lr": config.lr},
                                   {"params": backbone_params, "lr": config.fine_tune_lr}])
     loss_fn = nn.CrossEntropyLoss()
-    augmenter = build_augmenter(config.augment, config.seed) if config.augment_active else None
-    order = torch.Generator().manual_seed(config.seed)
-    cached_train = features_of(model, data.x_train) if config.feature_cache else None
     # The decoded images live on the training device once (AvP at 224 px: ~100 MB), so a GPU never
     # waits for JPEG decoding or host-to-device copies; augmentation runs there too.
-    x_train = None if cached_train is not None else _to_tensor(data.x_train).to(device)
+    x_train = _to_tensor(data.x_train).to(device)
     y_train = torch.from_numpy(data.y_train).to(device)
+    view_of = (lambda epoch: epoch) if config.augment_active else (lambda epoch: 0)
 
-    def next_inputs(index: torch.Tensor) -> torch.Tensor:
-        """The batch the head trains on: cached features, or augmented images (uint8 NCHW)."""
-        if cached_train is not None:
-            return cached_train[index]
-        images = x_train[index]
-        if augmenter is not None:
-            images = torch.stack([augmenter(image) for image in images])
-        return images
+    def inputs_of(index: np.ndarray, view: int) -> tuple[torch.Tensor, float]:
+        """View `view` of the images at `index` (uint8 NCHW), and how long making it took."""
+        waited = time.perf_counter()
+        images = x_train[torch.from_numpy(index).to(device)]
+        if config.augment_active:
+            height, width = images.shape[-2:]
+            images = _apply_views(images, augment.draw(config.augment, config.seed, view, index, width, height))
+        _synchronize(device)  # so the data time is the data's, not the queued GPU work's
+        return images, time.perf_counter() - waited
 
-    def train_batches(epoch):
-        permutation = torch.randperm(len(data.y_train), generator=order).to(device)
-        for start in range(0, len(permutation), config.batch_size):
-            index = permutation[start:start + config.batch_size]
-            waited = time.perf_counter()
-            inputs = next_inputs(index)
-            _synchronize(device)  # so the data time is the data's, not the queued GPU work's
-            data_s = time.perf_counter() - waited
-            if cached_train is not None:
-                features = inputs
-            else:
-                with torch.set_grad_enabled(not frozen), _autocast(model, device):
-                    features = _backbone_features(model, _normalise(inputs))
-            logits = model.fc(features.float())
-            loss = loss_fn(logits, y_train[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            correct = int((logits.argmax(1) == y_train[index]).sum())
-            yield loss.item(), len(index), correct, data_s
+    def compute(index: np.ndarray, view: int) -> tuple[np.ndarray, float]:
+        images, data_s = inputs_of(index, view)
+        with torch.inference_mode(), _autocast(model, device):
+            return _backbone_features(model, _normalise(images)).float().cpu().numpy(), data_s
 
-    validate = loop.validation(model, data, frozen, features_of, evaluate)
+    def step(features: torch.Tensor, index: np.ndarray) -> tuple[float, int]:
+        labels = y_train[torch.from_numpy(index).to(device)]
+        logits = model.fc(features.float())
+        loss = loss_fn(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item(), int((logits.argmax(1) == labels).sum())
+
+    def head_step(features: np.ndarray, index: np.ndarray) -> tuple[float, int]:
+        return step(torch.from_numpy(features).to(device), index)
+
+    def unfrozen_batches(epoch: int):
+        for index in loop.batch_order(len(data.y_train), config.batch_size, config.seed, epoch):
+            images, data_s = inputs_of(index, view_of(epoch))
+            with _autocast(model, device):
+                features = _backbone_features(model, _normalise(images))
+            loss, correct = step(features, index)
+            yield loss, len(index), correct, data_s
+
+    batches = loop.frozen_batches(len(data.y_train), config.batch_size, config.seed, view_of, compute,
+                                  head_step, views) if frozen else unfrozen_batches
+    validate = loop.validation(model, data, frozen, _features_numpy, evaluate, views)
     return loop.run_epochs(FRAMEWORK, config.epochs, len(data.y_train), config.batch_size,
-                           train_batches, validate, on_event, should_stop)
+                           batches, validate, on_event, should_stop)
+
+
+def _apply_views(images: torch.Tensor, drawn: dict) -> torch.Tensor:
+    """Each uint8 CHW image flipped and affine-transformed by its drawn values (trainer.augment.draw),
+    as torchvision's RandomHorizontalFlip, RandomVerticalFlip and RandomAffine apply them."""
+    out = []
+    for i, image in enumerate(images):
+        if drawn["hflip"][i]:
+            image = F.horizontal_flip(image)
+        if drawn["vflip"][i]:
+            image = F.vertical_flip(image)
+        out.append(F.affine(image, angle=float(drawn["rotation_deg"][i]),
+                            translate=[int(v) for v in drawn["shift_px"][i]], scale=float(drawn["zoom"][i]),
+                            shear=[float(drawn["shear_deg"][i]), 0.0],
+                            interpolation=v2.InterpolationMode.BILINEAR, fill=0))
+    return torch.stack(out)
+
+
+def _features_numpy(model: nn.Module, images: np.ndarray) -> np.ndarray:
+    return features_of(model, images).float().cpu().numpy()
 
 
 def _synchronize(device: torch.device) -> None:
@@ -274,11 +301,10 @@ def _is_head(model: nn.Module, parameter: torch.Tensor) -> bool:
 
 
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, features=None):
-    """(mean loss, accuracy, probabilities) on uint8 images, or on their cached features."""
+    """(mean loss, accuracy, probabilities) on uint8 images, or on their features (numpy or tensor)."""
     device = next(model.parameters()).device
     with torch.inference_mode():
-        if features is None:
-            features = features_of(model, images)
+        features = features_of(model, images) if features is None else torch.as_tensor(features, device=device)
         logits = model.fc(features.float())
         target = torch.from_numpy(labels).to(device)
         loss = float(nn.functional.cross_entropy(logits, target)) if len(labels) else float("nan")

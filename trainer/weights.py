@@ -70,3 +70,15 @@ def status(framework: str) -> str:
     if is_cached(framework):
         return "cached"
     return "downloadable" if reachable(framework) else "unavailable"
+
+
+def identity(config, pretrained: bool) -> str:
+    """Which backbone weights a run used, for the feature bank's key: random ones depend on the seed,
+    a weights file on its bytes."""
+    if not pretrained:
+        return f"random:seed={config.seed}"
+    if config.weights == "imagenet":
+        return "imagenet"
+    import hashlib
+    with open(config.weights, "rb") as file:
+        return "file:" + hashlib.file_digest(file, "sha256").hexdigest()

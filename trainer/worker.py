@@ -15,6 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from trainer.bank import FeatureBank
 from trainer.config import TrainConfig
 
 EVENTS, CONFIG, STOP, LOG = "events.jsonl", "config.json", "stop", "worker.log"
@@ -33,7 +34,8 @@ def main(run_dir: str) -> int:
         emit({"type": "begin", "pid": os.getpid(), "frameworks": list(config.frameworks)})
         # Stop when asked, or when the run's folder is gone (deleted under a running process,
         # nobody could ask it to stop or see its events any more).
-        results = runner.train(config, emit, lambda: (run / STOP).exists() or not run.is_dir())
+        results = runner.train(config, emit, lambda: (run / STOP).exists() or not run.is_dir(),
+                               FeatureBank.from_env())
         stopped = (run / STOP).exists() or any(r["stopped"] for r in results.values())
         emit({"type": "finished", "status": "stopped" if stopped else "done"})
         return 0

@@ -310,6 +310,8 @@ def log_text(events: list[dict]) -> str:
             lines.append(f"{e['framework']} epoch {e['epoch']}/{e['epochs']}: train loss {e['train_loss']:.3f}, "
                          f"validation loss {e['val_loss']:.3f}, accuracy {e['val_accuracy']:.3f} "
                          f"({e['seconds']:.1f} s)")
+        elif e["type"] == "bank":
+            lines.append(f"{e['framework']}: {e['message']}")
         elif e["type"] == "stopped":
             lines.append(f"{e['framework']}: stopped at epoch {e['epoch']}, batch {e['batch']}; not saved")
         elif e["type"] == "end" and e.get("saved_to"):
