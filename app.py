@@ -51,8 +51,12 @@ def launch_options() -> dict:
 
 
 def main() -> None:
+    demo = build_demo()
+    demo.launch(**launch_options(), prevent_thread_lock=True)
+    # After the page is served: the scheduler, the sweep, and the warm training workers, whose
+    # framework imports take both cores for seconds.
     shared.start_background_work()
-    build_demo().launch(**launch_options())
+    demo.block_thread()
 
 
 if __name__ == "__main__":

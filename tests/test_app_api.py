@@ -45,6 +45,7 @@ def app(tmp_path_factory):
                    "max_file_size": "1mb"}, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}", base
     background.set()
+    shared.jobs().close()
     demo.close()
     patch.undo()
     for cached in (shared.workspaces, shared.jobs):

@@ -23,7 +23,7 @@ def spaces(tmp_path):
 
 
 def jobs_for(spaces, max_runs=1, **kwargs):
-    return Jobs(spaces, spaces.root / ".keep-queue", max_runs=max_runs, command=FAKE_WORKER, **kwargs)
+    return Jobs(spaces, spaces.root / ".keep-queue", max_runs=max_runs, command=FAKE_WORKER, warm=0, **kwargs)
 
 
 def config(pace_s=0.02, epochs=1):
@@ -140,6 +140,34 @@ def test_a_dead_worker_reads_as_failed_and_frees_its_slot(spaces):
     wait_for(lambda: (jobs.schedule(), jobs.view(b).status)[1] == "done")
     view = jobs.view(a)
     assert view.status == "failed" and "ended unexpectedly" in view.error
+
+
+@pytest.mark.slow
+def test_warm_workers_train_run_after_run_and_a_killed_one_is_replaced(tmp_path, spaces):
+    import signal
+
+    from conftest import make_dataset
+    jobs = Jobs(spaces, spaces.root / ".keep-queue", max_runs=1)  # the real worker, one warm
+    space = spaces.create()
+    config = TrainConfig(framework="pytorch", data_dir=str(make_dataset(tmp_path / "d", per_class=(8, 2))),
+                         out_dir=str(space.models), epochs=1, batch_size=4, image_size=32, weights="none")
+    jobs.schedule()  # the warm worker starts importing the frameworks
+
+    def trained_by(config, status="done") -> int:
+        jobs.submit(space, config)
+        wait_for(lambda: (jobs.schedule(), jobs.view(space).status)[1] == status, timeout_s=120)
+        return next(e["pid"] for e in jobs.view(space).events if e["type"] == "begin")
+
+    try:
+        first, second = trained_by(config), trained_by(config)
+        assert first == second  # the same warm process trained both runs
+        jobs.submit(space, config.with_changes(epochs=200))
+        wait_for(lambda: (jobs.schedule(), jobs.view(space).status)[1] == "running", timeout_s=120)
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: (jobs.schedule(), jobs.view(space).status)[1] == "failed")
+        assert trained_by(config) != first  # a killed worker is replaced
+    finally:
+        jobs.close()
 
 
 @pytest.mark.slow

@@ -205,13 +205,13 @@ def test_a_failing_run_reports_without_server_paths(tmp_path):
     assert events[-1] == {"type": "finished", "status": "failed"}
 
 
-def start_real_run(tmp_path, **changes):
-    """A real PyTorch run in a worker process, through the queue; (jobs, workspace) once it trains."""
+def start_real_run(tmp_path, warm=0):
+    """A real PyTorch run's queue, workspace and settings (worker processes of their own, or warm)."""
     from trainer.jobs import Jobs
     from trainer.workspace import Workspaces
     spaces = Workspaces(tmp_path / "workspaces")
     space = spaces.create()
-    jobs = Jobs(spaces, tmp_path / "state")
+    jobs = Jobs(spaces, tmp_path / "state", warm=warm)
     config = TrainConfig(framework="pytorch", data_dir=str(make_dataset(tmp_path / "d", per_class=(40, 4))),
                          out_dir=str(space.models), epochs=50, batch_size=4, image_size=32, weights="none")
     return jobs, space, config
@@ -254,7 +254,7 @@ def test_killed_run_is_reported_and_saved_models_survive(tmp_path):
     assert view.status == "failed" and "ended unexpectedly" in view.error
     assert (saved / "model.pt").read_bytes() == b"old model" and store.read_metadata(saved) == {"n": 1}
     assert not list(space.models.glob(".staging-*"))
-    restarted = Jobs(jobs.workspaces, tmp_path / "state")  # a server restart finds the run and its outcome
+    restarted = Jobs(jobs.workspaces, tmp_path / "state", warm=0)  # a restart finds the run and its outcome
     assert restarted.view(space).run_id == view.run_id and restarted.view(space).status == "failed"
 
 

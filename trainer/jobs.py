@@ -16,6 +16,7 @@ is recognised again by its pid; waiting runs start in order. No framework import
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -82,7 +83,8 @@ def default_max_runs() -> int:
 
 class Jobs:
     def __init__(self, workspaces: Workspaces, state_dir: str | Path, max_runs: int | None = None,
-                 max_waiting: int | None = None, command: tuple[str, ...] = (sys.executable, "-m", "trainer.worker")):
+                 max_waiting: int | None = None, command: tuple[str, ...] = (sys.executable, "-m", "trainer.worker"),
+                 warm: int | None = None):
         self.workspaces = workspaces
         self.state_file = Path(state_dir) / "queue.json"
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +92,9 @@ class Jobs:
         self.max_waiting = max_waiting or int(os.environ.get("AVP_MAX_QUEUE", 100))
         self.command = command  # the worker program; it is given the run folder
         self.lock = threading.RLock()
+        # Warm workers (frameworks imported, waiting for a run): as many as runs may train at once.
+        count = self.max_runs if warm is None else warm
+        self.pool = WarmPool(command, count, self.state_file.parent / "warm-workers.log") if count else None
         self.processes: dict[str, subprocess.Popen] = {}  # run id -> the worker this app started
         self.waiting, self.running, self.unit_seconds = self._load()
 
@@ -152,6 +157,11 @@ class Jobs:
             threading.Thread(target=self._kill_if_stuck, args=(entry,), daemon=True).start()
             return "stopping"
 
+    def close(self) -> None:
+        """Let the idle warm workers go (runs in training go on in their processes)."""
+        if self.pool:
+            self.pool.close()
+
     def _entry_of(self, workspace_id: str) -> Entry | None:
         return next((e for e in self.running + self.waiting if e.workspace == workspace_id), None)
 
@@ -173,7 +183,9 @@ class Jobs:
             for entry in list(self.running):
                 if not self._alive(entry):
                     self.running.remove(entry)
-                    self.processes.pop(entry.run, None)
+                    process = self.processes.pop(entry.run, None)
+                    if self.pool and process is not None:
+                        self.pool.give_back(process)
                     self._record_duration(entry)
                     changed = True
             while self.waiting and len(self.running) < self.max_runs:
@@ -186,14 +198,17 @@ class Jobs:
                 changed = True
             if changed:
                 self._save()
+            if self.pool:
+                self.pool.fill()
 
     def _launch(self, entry: Entry) -> None:
+        """Hand the run to a warm worker, or start a worker of its own when none is ready."""
         run = self.run_dir(entry)
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-        with open(run / worker.LOG, "w") as log:
-            process = subprocess.Popen(
-                [*self.command, str(run)], cwd=ROOT, env=env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = self.pool.take(run) if self.pool else None
+        if process is None:
+            with open(run / worker.LOG, "w") as log:
+                process = subprocess.Popen([*self.command, str(run)], cwd=ROOT, env=worker_env(), stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
         entry.started_at, entry.pid = time.time(), process.pid
         self.processes[entry.run] = process
 
@@ -336,9 +351,62 @@ def _parse_events(path: str, size: int, mtime_ns: int) -> tuple[dict, ...]:
 
 
 def worker_alive(pid: int, run: Path) -> bool:
-    """True when `pid` is still the worker of `run` (not a later process that reused the pid)."""
+    """True when `pid` is still the worker of `run` (not a later process that reused the pid): its
+    own worker, or a warm worker whose begin event for this run names that pid."""
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return str(run).encode() in command
+    if str(run).encode() in command:
+        return True
+    return b"--warm" in command and latest(read_events(run), "begin").get("pid") == pid
+
+
+def worker_env() -> dict:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+
+
+class WarmPool:
+    """Worker processes with both frameworks imported, waiting for a run on their standard input
+    (`python -m trainer.worker --warm`). A busy one is given back when its run has finished; a dead
+    or retired one is replaced; each is a process of its own, so a crash takes only its run down and
+    its memory goes back when it exits."""
+
+    def __init__(self, command: tuple[str, ...], size: int, log: Path):
+        self.command, self.size, self.log = command, size, log
+        self.idle: list[subprocess.Popen] = []
+        self.busy = 0
+
+    def fill(self) -> None:
+        self.idle = [p for p in self.idle if p.poll() is None]
+        while len(self.idle) + self.busy < self.size:
+            with open(self.log, "a") as log:
+                self.idle.append(subprocess.Popen(
+                    [*self.command, "--warm"], cwd=ROOT, env=worker_env(), stdin=subprocess.PIPE,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, text=True))
+
+    def take(self, run: Path) -> subprocess.Popen | None:
+        """A warm worker now training `run`, or None when none is ready."""
+        self.idle = [p for p in self.idle if p.poll() is None]
+        while self.idle:
+            process = self.idle.pop(0)
+            try:
+                process.stdin.write(f"{run}\n")
+                process.stdin.flush()
+            except OSError:  # it died since the check
+                continue
+            self.busy += 1
+            return process
+        return None
+
+    def give_back(self, process: subprocess.Popen) -> None:
+        self.busy = max(0, self.busy - 1)
+        if "--warm" in process.args and process.poll() is None:
+            self.idle.append(process)
+
+    def close(self) -> None:
+        """Let the idle workers go: their input ends, and they exit."""
+        for process in self.idle:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        self.idle = []

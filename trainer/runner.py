@@ -41,7 +41,23 @@ def load_data(config: TrainConfig, on_event=loop.ignore) -> data.Arrays:
         on_event({"type": "warning", "message": f"skipped {len(dataset.skipped)} unreadable file(s)"})
     for note in dataset.notes:
         on_event({"type": "warning", "message": note})
-    return data.load_dataset(dataset, config.image_size, config.limit, config.seed)
+    return decoded(dataset, config.image_size, config.limit, config.seed)
+
+
+_last_decoded: list = []  # [(key, Arrays)]: the last data set a (warm) worker process decoded
+
+
+def decoded(dataset: data.DataSet, size: int, limit: int, seed: int) -> data.Arrays:
+    """`data.load_dataset`, reusing the last result when the same files (same sizes and times) are
+    asked for at the same size: a warm worker's next run on the same images skips the decoding."""
+    files = tuple((str(s.path), s.path.stat().st_mtime_ns, s.path.stat().st_size)
+                  for s in dataset.train + dataset.val)
+    key = (str(dataset.root), files, size, limit, seed)
+    if _last_decoded and _last_decoded[0][0] == key:
+        return _last_decoded[0][1]
+    arrays = data.load_dataset(dataset, size, limit, seed)
+    _last_decoded[:] = [(key, arrays)]
+    return arrays
 
 
 def train(config: TrainConfig, on_event=loop.ignore, should_stop=loop.never, bank: FeatureBank | None = None) -> dict:

@@ -1,4 +1,9 @@
-"""The training process the app starts: `python -m trainer.worker RUN_DIR`.
+"""The training process the app starts: `python -m trainer.worker RUN_DIR`, or a warm one,
+`python -m trainer.worker --warm`, which imports both frameworks once and then trains the runs
+whose folders it reads from its standard input, one per line, until its input ends, it has run
+RECYCLE_RUNS runs, or its memory has grown past `AVP_WORKER_MAX_MB` (then it exits, and its memory
+goes back; the app starts another). A warm worker keeps the last data set it decoded, so a next run
+on the same images skips the decoding.
 
 Reads RUN_DIR/config.json, trains (trainer.runner.train), and appends every event as one JSON line
 to RUN_DIR/events.jsonl. Stops within one batch once RUN_DIR/stop exists or RUN_DIR is gone. A failure becomes an
@@ -9,8 +14,10 @@ the system when the run ends, and a crash of the run cannot take the app down.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import sys
 import traceback
 from pathlib import Path
@@ -19,6 +26,7 @@ from trainer.bank import FeatureBank
 from trainer.config import TrainConfig
 
 EVENTS, CONFIG, STOP, LOG = "events.jsonl", "config.json", "stop", "worker.log"
+RECYCLE_RUNS = 20  # a warm worker trains this many runs, then makes way for a fresh one
 
 
 def main(run_dir: str) -> int:
@@ -58,5 +66,27 @@ def public_message(error: BaseException) -> str:
     return text[:2000]
 
 
+def serve() -> int:
+    """A warm worker's life: frameworks imported now, then one run per line of standard input."""
+    from trainer import runner
+    for framework in ("pytorch", "keras"):  # torch (torchvision) first: see trainer/keras_backend.py
+        runner.backend(framework)
+    max_mb = float(os.environ.get("AVP_WORKER_MAX_MB", 8000))
+    for _ in range(RECYCLE_RUNS):
+        line = sys.stdin.readline()
+        if not line.strip():
+            break  # the app closed our input (it ended, or it let us go)
+        with open(Path(line.strip()) / LOG, "a") as log, contextlib.redirect_stdout(log), \
+                contextlib.redirect_stderr(log):
+            main(line.strip())
+        if peak_rss_mb() > max_mb:
+            break
+    return 0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1]))
+    raise SystemExit(serve() if sys.argv[1] == "--warm" else main(sys.argv[1]))
