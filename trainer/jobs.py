@@ -124,6 +124,7 @@ class Jobs:
         """Queue a run of `config` for `space`; return its id."""
         config.validate()
         with self.lock:
+            self.schedule()  # a run that has just finished must not count as still going
             if self._entry_of(space.id):
                 raise Busy("you already have a run waiting or training: stop it first, or wait for it to end")
             if len(self.waiting) >= self.max_waiting:
