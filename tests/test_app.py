@@ -187,3 +187,15 @@ def test_names_from_a_visitors_data_are_shown_as_text():
     shown = text.md(hostile)
     assert "<" not in shown and "](" not in shown and "![" not in shown
     assert text.plain("a\x00b\u202ec\nd") == "a b c d" and len(text.plain("x" * 500, 80)) == 80
+
+
+def test_a_gpu_the_framework_does_not_use_is_said_loudly(tiny_config, monkeypatch):
+    from trainer import runner
+    from trainer.jobs import RunView
+    monkeypatch.setattr(runner, "machine_has_nvidia_gpu", lambda: True)  # this machine has none
+    events = []
+    runner.train(tiny_config.with_changes(framework="pytorch"), events.append)
+    (loud,) = [e for e in events if e.get("loud")]
+    assert "PyTorch is training on the CPU" in loud["message"]
+    page = train_tab.progress_text(RunView("r", "running", events), {"training": 1, "waiting": 0, "slots": 1})
+    assert "**⚠ this machine has a GPU, but PyTorch is training on the CPU" in page

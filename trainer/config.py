@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -27,6 +28,11 @@ def cpu_has_bfloat16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def machine_has_nvidia_gpu() -> bool:
+    """True when the machine has an NVIDIA GPU and driver, whether or not a framework can use it."""
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
 
 
 def use_bfloat16(precision: str, on_gpu: bool) -> bool:

@@ -18,13 +18,18 @@ import numpy as np
 from trainer import __version__, data, loop, weights
 from trainer.backend import Backend
 from trainer.bank import FeatureBank
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, machine_has_nvidia_gpu
 
 PREPROCESSING = {
     "keras": "keras.applications.resnet50.preprocess_input (caffe: BGR, ImageNet mean subtracted)",
     "pytorch": "0-1 scaling, then Normalize(ImageNet mean, std)",
 }
 MAX_MISCLASSIFIED = 48
+GPU_UNUSED = {  # a GPU is present, but the framework trains on the CPU: why, and what to do
+    "keras": "this machine has a GPU, but Keras is training on the CPU: TensorFlow found no CUDA "
+             "libraries (install tensorflow[and-cuda], as requirements.txt does)",
+    "pytorch": "this machine has a GPU, but PyTorch is training on the CPU: this torch build has no CUDA",
+}
 
 
 def backend(framework: str) -> Backend:
@@ -87,6 +92,8 @@ def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event
     model, info = module.build_model(len(arrays.classes), config)
     for message in info["warnings"]:
         on_event({"type": "warning", "framework": framework, "message": message})
+    if device.startswith("CPU") and config.device != "cpu" and machine_has_nvidia_gpu():
+        on_event({"type": "warning", "framework": framework, "loud": True, "message": GPU_UNUSED[framework]})
     on_event({"type": "start", "framework": framework, "device": device, "classes": arrays.classes,
               "train_images": len(arrays.y_train), "val_images": len(arrays.y_val),
               "pretrained": info["pretrained"], "precision": info["precision"], "epochs": config.epochs,

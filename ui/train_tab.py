@@ -273,6 +273,7 @@ def progress_text(view: RunView, overview: dict) -> str:
              "stopping": "Stopping after the current batch ...", "done": "Finished",
              "stopped": "Stopped by Stop", "failed": "Failed", "cancelled": "Cancelled before it started"}[view.status]
     lines = [f"**{title}**"]
+    lines += [f"**⚠ {text.md(e['message'], 300)}**" for e in view.events if e["type"] == "warning" and e.get("loud")]
     batch = next((e for e in reversed(view.events) if e["type"] == "batch"), None)
     if batch and view.active:
         started = next((e for e in reversed(view.events)
