@@ -67,9 +67,10 @@ def predict_files(workspace_id: str | None, paths: list | None) -> list[dict]:
         raise gr.Error("Add one or more images first.")
     predictors = {}
     for source, folder in model_sets(workspace_id).items():
+        predictor = shared.predictor(folder)  # held for this request, even if others evict it meanwhile
         try:
-            if shared.predictor(folder).refresh():
-                predictors[source] = shared.predictor(folder)
+            if predictor.refresh():
+                predictors[source] = predictor
         except Exception as error:  # noqa: BLE001 - a damaged model file: say which, keep the page
             raise gr.Error(f"The {SOURCES[source]}s could not be loaded: "
                            f"{text.plain(shared.public_error(error), 300)}") from None
