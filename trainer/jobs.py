@@ -16,7 +16,6 @@ is recognised again by its pid; waiting runs start in order. No framework import
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from trainer import worker
 from trainer.config import TrainConfig
+from trainer.pool import WarmPool, worker_env
 from trainer.workspace import Workspace, Workspaces
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -361,53 +361,3 @@ def worker_alive(pid: int, run: Path) -> bool:
     if str(run).encode() in command:
         return True
     return b"--warm" in command and latest(read_events(run), "begin").get("pid") == pid
-
-
-def worker_env() -> dict:
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-
-
-class WarmPool:
-    """Worker processes with both frameworks imported, waiting for a run on their standard input
-    (`python -m trainer.worker --warm`). A busy one is given back when its run has finished; a dead
-    or retired one is replaced; each is a process of its own, so a crash takes only its run down and
-    its memory goes back when it exits."""
-
-    def __init__(self, command: tuple[str, ...], size: int, log: Path):
-        self.command, self.size, self.log = command, size, log
-        self.idle: list[subprocess.Popen] = []
-        self.busy = 0
-
-    def fill(self) -> None:
-        self.idle = [p for p in self.idle if p.poll() is None]
-        while len(self.idle) + self.busy < self.size:
-            with open(self.log, "a") as log:
-                self.idle.append(subprocess.Popen(
-                    [*self.command, "--warm"], cwd=ROOT, env=worker_env(), stdin=subprocess.PIPE,
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, text=True))
-
-    def take(self, run: Path) -> subprocess.Popen | None:
-        """A warm worker now training `run`, or None when none is ready."""
-        self.idle = [p for p in self.idle if p.poll() is None]
-        while self.idle:
-            process = self.idle.pop(0)
-            try:
-                process.stdin.write(f"{run}\n")
-                process.stdin.flush()
-            except OSError:  # it died since the check
-                continue
-            self.busy += 1
-            return process
-        return None
-
-    def give_back(self, process: subprocess.Popen) -> None:
-        self.busy = max(0, self.busy - 1)
-        if "--warm" in process.args and process.poll() is None:
-            self.idle.append(process)
-
-    def close(self) -> None:
-        """Let the idle workers go: their input ends, and they exit."""
-        for process in self.idle:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        self.idle = []
