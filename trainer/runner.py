@@ -74,7 +74,7 @@ def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event
               "augment": config.augment_active, "feature_cache": config.feature_cache})
     started = time.perf_counter()
     result = module.train(model, arrays, config, on_event, should_stop)
-    summary = summarise(framework, config, arrays, result, info, device, time.perf_counter() - started)
+    summary = summarise(framework, config, arrays, result, info, device, time.perf_counter() - started, model)
     summary["versions"] = module.versions()
     if not result["stopped"]:
         summary["saved_to"] = str(module.save(model, config.out_dir, summary))
@@ -82,8 +82,9 @@ def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event
     return summary
 
 
-def summarise(framework, config, arrays, result, info, device, seconds) -> dict:
-    """What metadata.json holds and what the app shows at the end of a run."""
+def summarise(framework, config, arrays, result, info, device, seconds, model=None) -> dict:
+    """What metadata.json holds and what the app shows at the end of a run (the Train tab compares
+    the two frameworks by it: sizes, speeds and the predictions on the validation images)."""
     history = result["history"]
     summary = {
         "framework": framework, "classes": arrays.classes, "config": config.to_dict(),
@@ -102,7 +103,30 @@ def summarise(framework, config, arrays, result, info, device, seconds) -> dict:
             images_per_s=float(np.mean([h["images_per_s"] for h in history])))
     if result["val_probabilities"] is not None and len(arrays.y_val):
         summary.update(confusion_and_mistakes(arrays, np.asarray(result["val_probabilities"])))
+    if model is not None:
+        summary.update(parameter_counts(model), predict_seconds=predict_seconds(framework, model, arrays))
     return summary
+
+
+def parameter_counts(model) -> dict:
+    """Trainable and total parameters of a keras.Model or a torch.nn.Module."""
+    if hasattr(model, "count_params"):  # Keras
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        return {"trainable_params": trainable, "total_params": int(model.count_params())}
+    params = list(model.parameters())
+    return {"trainable_params": sum(p.numel() for p in params if p.requires_grad),
+            "total_params": sum(p.numel() for p in params)}
+
+
+def predict_seconds(framework: str, model, arrays: data.Arrays) -> float | None:
+    """Seconds for one prediction of one image, the second of two (the first pays for warm-up)."""
+    images = arrays.x_val[:1] if len(arrays.y_val) else arrays.x_train[:1]
+    if not len(images):
+        return None
+    backend(framework).predict_proba(model, images)
+    started = time.perf_counter()
+    backend(framework).predict_proba(model, images)
+    return time.perf_counter() - started
 
 
 def confusion_and_mistakes(arrays: data.Arrays, probabilities: np.ndarray) -> dict:
@@ -114,4 +138,4 @@ def confusion_and_mistakes(arrays: data.Arrays, probabilities: np.ndarray) -> di
     mistakes = [{"path": arrays.val_paths[i], "true": arrays.classes[arrays.y_val[i]],
                  "predicted": arrays.classes[predicted[i]],
                  "probability": float(probabilities[i, predicted[i]])} for i in wrong]
-    return {"confusion": confusion.tolist(), "misclassified": mistakes}
+    return {"confusion": confusion.tolist(), "misclassified": mistakes, "val_predicted": predicted.tolist()}
