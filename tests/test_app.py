@@ -142,18 +142,6 @@ def test_a_stopped_both_run_says_exactly_what_was_saved():
     assert "Nothing was saved" in train_tab.saved_text(ends[1:])
 
 
-def test_chart_has_one_colour_per_framework_and_fades_the_previous_run():
-    def run(framework, loss):
-        return [{"type": "batch", "framework": framework, "epoch": 1, "batch": 1, "batches": 1, "loss": loss},
-                {"type": "epoch", "framework": framework, "epoch": 1, "val_loss": loss, "val_accuracy": 0.5}]
-    from ui import charts
-    figure = charts.training_figure(run("keras", 1) + run("pytorch", 2), previous=run("keras", 3))
-    lines = figure.axes[0].get_lines()
-    colours = {line.get_label(): (line.get_color(), line.get_alpha()) for line in lines}
-    assert colours["keras train"][0] != colours["pytorch train"][0]
-    assert colours["keras train (previous run)"][1] < colours["keras train"][1]
-
-
 def test_out_of_memory_reads_as_advice():
     from trainer.worker import public_message
     assert "out of memory" in public_message(MemoryError())
@@ -187,3 +175,61 @@ def test_names_from_a_visitors_data_are_shown_as_text():
     shown = text.md(hostile)
     assert "<" not in shown and "](" not in shown and "![" not in shown
     assert text.plain("a\x00b\u202ec\nd") == "a b c d" and len(text.plain("x" * 500, 80)) == 80
+
+
+def write_run(space, name: str, events: list[dict]) -> None:
+    import json
+
+    from trainer import worker
+    (space.runs / name).mkdir(parents=True)
+    (space.runs / name / worker.CONFIG).write_text("{}")
+    (space.runs / name / worker.EVENTS).write_text("".join(json.dumps(e, default=float) + "\n" for e in events))
+
+
+def test_a_both_run_is_compared_and_stays_shown_after_a_stopped_run(visitor, tmp_path):
+    """After a run with both frameworks: a table of the two, how often they agree on the validation
+    images and those they disagree on; a newer run that is stopped keeps them on the page."""
+    from trainer import jobs, runner
+    from trainer.config import TrainConfig
+    space = shared.workspaces().open(visitor)
+    events = []
+    config = TrainConfig(data_dir=str(tmp_path / "server" / "toy"), out_dir=str(space.models), epochs=1,
+                         batch_size=4, image_size=32, weights="none", head_units=16, framework="both")
+    runner.train(config, events.append)
+    ends = [e for e in events if e["type"] == "end"]
+    assert all(e["trainable_params"] < e["total_params"] and e["predict_seconds"] > 0 for e in ends)
+    assert {e["device"] for e in ends} == {ends[0]["device"]}  # the two backends say it the same way
+    ends[0]["val_predicted"][0] = 1 - ends[1]["val_predicted"][0]  # one disagreement for sure
+    write_run(space, "20261127-140000-000000", [*events, {"type": "finished", "status": "done"}])
+    stopped = [{"type": "batch", "framework": "pytorch", "epoch": 1, "epochs": 1, "batch": 1, "batches": 3,
+                "loss": 0.7, "images_seen": 4, "images_per_s": 3.0, "elapsed_s": 1, "eta_s": 2},
+               {"type": "stopped", "framework": "pytorch", "epoch": 1, "batch": 1},
+               {"type": "finished", "status": "stopped"}]
+    write_run(space, "20261127-150000-000000", stopped)
+    view = shared.jobs().view(space)
+    assert view.status == "stopped" and jobs.runs_of(space)[-1].name == view.run_id
+    parts = train_tab.render(space, view, shared.jobs().overview())
+    results = parts["results"]
+    assert "last finished run" in results and "UTC" in results and "T14" not in results
+    for row in ("validation accuracy", "seconds per epoch", "training images per second", "one prediction",
+                "parameters: trainable / total", "model file size", "| Keras |", "| PyTorch |"):
+        assert row in results
+    total = len(ends[0]["val_predicted"])
+    agree = sum(a == b for a, b in zip(ends[0]["val_predicted"], ends[1]["val_predicted"]))
+    assert f"agree on {agree} of {total} validation images" in results
+    assert len(parts["disagreements"]) == total - agree >= 1 and "Keras: " in parts["disagreements"][0][1]
+    assert parts["confusion"] is not None and parts["chart"].label == "Loss: 1 points"
+
+
+def test_the_log_is_newest_first_short_and_free_of_command_line_words():
+    long = ("ImageNet weights unavailable. Training from random initialisation " + "x " * 200
+            + "(--weights none, or allow it in the app)")
+    events = [{"type": "warning", "message": long},
+              {"type": "stopped", "framework": "keras", "epoch": 1, "batch": 2}]
+    lines = train_tab.log_text(events).splitlines()
+    assert lines[0].startswith("keras: stopped") and len(lines[1]) <= train_tab.LOG_CHARS + 20
+    assert "--" not in train_tab.for_page("out of memory: try a smaller batch size or --limit")
+    assert "AVP_DATA_DIR" not in train_tab.for_page("data folder x does not exist (set --data or AVP_DATA_DIR, ...)")
+    from trainer.cli import HELP
+    assert not [key for key, words in HELP.items() if "--" in words or "AVP_" in words]
+    assert train_tab.readable_time("2026-11-27T14:05:09+00:00") == "27 Nov 2026, 14:05 UTC"
