@@ -489,6 +489,11 @@ def results_parts(space: Workspace, view: RunView) -> dict:
             "disagree_box": gr.Accordion(label=label, visible=bool(differ))}
 
 
+def data_or_none(frame):
+    """None for an empty frame: the browser's plot cannot lay out axes without a single value."""
+    return None if frame.empty else frame
+
+
 _rendered: OrderedDict[tuple, dict] = OrderedDict()  # the last views rendered, by what they show
 
 
@@ -503,7 +508,8 @@ def render(space: Workspace, view: RunView, overview: dict, with_results: bool =
     loss, accuracy = charts.training_frames(view.events, shared.jobs().previous_events(space))
     parts = {
         "progress": progress_text(view, overview), "queue": queue_text(overview),
-        "chart": gr.LinePlot(loss, label=f"Loss: {points} points"), "accuracy": accuracy,
+        "chart": gr.LinePlot(data_or_none(loss), label=f"Loss: {points} points"),
+        "accuracy": data_or_none(accuracy),
         "log": log_text(view.events), "stop": gr.Button(interactive=view.active),
         **(results_parts(space, view) if with_results else dict.fromkeys(RESULTS, gr.skip())),
     }
