@@ -53,6 +53,9 @@ def test_a_student_compares_both_frameworks_and_keeps_the_results_after_stop(bro
     page.wait_for_function("n => +(/(\\d+) points/.exec(document.querySelector('#train-chart').innerText) "
                            "|| [0, 0])[1] > n", arg=seen, timeout=WAIT_MS)  # the plot grows
     wait_text(page, "train-progress", "Finished", timeout=240_000)
+    wait_text(page, "train-chart", "keras")  # the legend names both frameworks, each drawn in its colour
+    for colour in ("#d00000", "#ee8c00"):
+        assert page.locator(f"#train-chart path[stroke='{colour}']").count() >= 1, colour
 
     wait_text(page, "train-results", r"agree on \d+ of 16 validation images")
     results = page.locator("#train-results").inner_text()

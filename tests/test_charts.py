@@ -14,18 +14,26 @@ def run(framework: str, loss: float, batches: int = 1) -> list[dict]:
 
 def test_one_colour_per_framework_and_the_previous_run_paler():
     loss, accuracy = charts.training_frames(run("keras", 1) + run("pytorch", 2), previous=run("keras", 3))
-    colours = charts.colour_map()
-    assert set(loss["series"]) == {"keras train", "keras validation", "pytorch train", "pytorch validation",
-                                   "keras train (previous run)"}
+    assert set(loss["series"]) == {"keras", "keras validation", "pytorch", "pytorch validation",
+                                   "keras (previous run)"}
     assert set(accuracy["series"]) == {"keras", "pytorch", "keras (previous run)"}
-    assert set(loss["series"]) | set(accuracy["series"]) <= set(colours)
-    assert colours["keras train"] == "#d00000" and colours["pytorch train"] == "#ee8c00"
-    assert colours["keras (previous run)"] not in (colours["keras"], colours["pytorch"])
+    colours = charts.colour_map(loss["series"])
+    assert set(colours) == set(loss["series"]) and colours["keras"] == "#d00000" and colours["pytorch"] == "#ee8c00"
+    assert len(set(colours.values())) == len(colours)
+    assert charts.legend(loss["series"]) == ["keras", "pytorch"]
+
+
+def test_the_colour_map_changes_when_a_series_appears():
+    """The browser redraws a plot's colours only when its settings change: a new framework must
+    change the map, or its line is drawn in no colour."""
+    first, _ = charts.training_frames(run("pytorch", 1))
+    both, _ = charts.training_frames(run("pytorch", 1) + run("keras", 1))
+    assert charts.colour_map(first["series"]) != charts.colour_map(both["series"])
 
 
 def test_long_runs_are_thinned_to_max_points():
     loss, _ = charts.training_frames(run("pytorch", 1, batches=5000))
-    trained = loss[loss["series"] == "pytorch train"]
+    trained = loss[loss["series"] == "pytorch"]
     assert charts.MAX_POINTS <= len(trained) < 2 * charts.MAX_POINTS
     assert trained["epoch"].is_monotonic_increasing and trained["epoch"].max() <= 1
 

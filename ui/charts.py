@@ -38,29 +38,36 @@ def series(events: list[dict]) -> dict[str, dict[str, list]]:
 
 def training_frames(events: list[dict], previous: list[dict] | None = None):
     """(loss, accuracy) DataFrames for gr.LinePlot / gr.ScatterPlot: x in epochs, one series per
-    framework and curve ("keras train", "keras validation", "keras (previous run)" ...), so the
-    plot colours them from `COLOUR_MAP` and shows the values on hover."""
+    framework and curve: "keras" (training loss per batch; validation accuracy), "keras validation"
+    (loss per epoch), "keras (previous run)". The legend names the frameworks; colours say the rest."""
     import pandas as pd
     loss, accuracy = [], []
     for run, tag in ((previous or [], " (previous run)"), (events, "")):
         for framework, s in series(run).items():
-            loss += [(x, y, f"{framework} train{tag}") for x, y in zip(s["bx"], s["loss"])]
-            if not tag:  # the previous run's validation loss would only crowd the legend
+            loss += [(x, y, f"{framework}{tag}") for x, y in zip(s["bx"], s["loss"])]
+            if not tag:  # the previous run's validation loss would only crowd the plot
                 loss += [(x, y, f"{framework} validation") for x, y in zip(s["ex"], s["val_loss"])]
             accuracy += [(x, y, f"{framework}{tag}") for x, y in zip(s["ex"], s["val_acc"])]
     return (pd.DataFrame(loss, columns=["epoch", "loss", "series"]),
             pd.DataFrame(accuracy, columns=["epoch", "accuracy", "series"]))
 
 
-def colour_map() -> dict[str, str]:
-    """Series name -> colour: the framework's colour, darker for validation, pale for the previous run."""
+def colour_map(names) -> dict[str, str]:
+    """Series name -> colour: the framework's colour, darker for validation, paler for the previous run.
+
+    Only the series given: the browser fixes a plot's colours when it first draws it and redraws
+    it only when settings such as this map change, so the map must change when a series appears."""
     shades = {"keras": ("#7a0000", "#f4a3a3"), "pytorch": ("#8a5200", "#f8cf94")}  # (darker, paler)
-    out = {}
+    every = {}
     for framework, (dark, pale) in shades.items():
-        main = COLOURS[framework]
-        out.update({f"{framework} train": main, f"{framework} validation": dark, framework: main,
-                    f"{framework} train (previous run)": pale, f"{framework} (previous run)": pale})
-    return out
+        every.update({framework: COLOURS[framework], f"{framework} validation": dark,
+                      f"{framework} (previous run)": pale})
+    return {name: every.get(name, "grey") for name in sorted(set(names))}
+
+
+def legend(names) -> list[str]:
+    """The series the legend names: this run's frameworks (a phone has room for two)."""
+    return [name for name in sorted(set(names)) if name in COLOURS]
 
 
 def confusion_figure(summaries: list[dict]):

@@ -41,6 +41,8 @@ WEIGHTS_TEXT = {
 RESULTS = ("results", "confusion", "mistakes", "disagreements", "disagree_box")  # the last finished run's
 VIEW = ("progress", "queue", "chart", "accuracy", "log", *RESULTS, "stop")  # poll's outputs, in order
 NAMES = {"keras": "Keras", "pytorch": "PyTorch"}
+LOSS_CAPTION = "Training loss per batch; darker: validation loss per epoch; paler: your previous run."
+ACCURACY_CAPTION = "Paler: your previous run."
 MAX_DISAGREEMENTS = 48
 
 
@@ -489,9 +491,11 @@ def results_parts(space: Workspace, view: RunView) -> dict:
             "disagree_box": gr.Accordion(label=label, visible=bool(differ))}
 
 
-def data_or_none(frame):
-    """None for an empty frame: the browser's plot cannot lay out axes without a single value."""
-    return None if frame.empty else frame
+def plot(kind, frame, **settings):
+    """A plot's new data, with the colours and legend of the series it holds (charts.colour_map);
+    no data for an empty frame (the browser's plot cannot lay out axes without a single value)."""
+    return kind(None if frame.empty else frame, color_map=charts.colour_map(frame["series"]),
+                colors_in_legend=charts.legend(frame["series"]), **settings)
 
 
 _rendered: OrderedDict[tuple, dict] = OrderedDict()  # the last views rendered, by what they show
@@ -508,8 +512,8 @@ def render(space: Workspace, view: RunView, overview: dict, with_results: bool =
     loss, accuracy = charts.training_frames(view.events, shared.jobs().previous_events(space))
     parts = {
         "progress": progress_text(view, overview), "queue": queue_text(overview),
-        "chart": gr.LinePlot(data_or_none(loss), label=f"Loss: {points} points"),
-        "accuracy": data_or_none(accuracy),
+        "chart": plot(gr.LinePlot, loss, label=f"Loss: {points} points"),
+        "accuracy": plot(gr.ScatterPlot, accuracy),
         "log": log_text(view.events), "stop": gr.Button(interactive=view.active),
         **(results_parts(space, view) if with_results else dict.fromkeys(RESULTS, gr.skip())),
     }
@@ -613,12 +617,12 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
         stop_button = gr.Button("Stop", variant="stop", interactive=False, min_width=120)
     progress_md = gr.Markdown("No run yet.", elem_id="train-progress")
     with gr.Row():
-        chart = gr.LinePlot(x="epoch", y="loss", color="series", color_map=charts.colour_map(), color_title="",
-                            label="Loss", y_title="loss (cross-entropy)", height=240, elem_id="train-chart",
+        chart = gr.LinePlot(x="epoch", y="loss", color="series", color_title="", label="Loss",
+                            y_title="loss (cross-entropy)", caption=LOSS_CAPTION, elem_id="train-chart",
                             min_width=300)
-        accuracy = gr.ScatterPlot(x="epoch", y="accuracy", color="series", color_map=charts.colour_map(),
-                                  color_title="", label="Validation accuracy per epoch", y_lim=[0, 1],
-                                  height=240, elem_id="train-accuracy", min_width=300)
+        accuracy = gr.ScatterPlot(x="epoch", y="accuracy", color="series", color_title="",
+                                  label="Validation accuracy per epoch", caption=ACCURACY_CAPTION, y_lim=[0, 1],
+                                  elem_id="train-accuracy", min_width=300)
     queue_md = gr.Markdown(elem_id="train-queue")
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
