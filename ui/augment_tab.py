@@ -142,8 +142,8 @@ def build() -> tuple[dict[str, gr.components.Component], tuple]:
                                                elem_id="torch-samples")
                     torch_values = gr.Markdown(elem_id="torch-values")
             with gr.Row():
-                keras_view = gr.Image(label=VIEW_LABELS["keras"], height=200, min_width=140)
-                torch_view = gr.Image(label=VIEW_LABELS["pytorch"], height=200, min_width=140)
+                keras_view = gr.Image(label=VIEW_LABELS["keras"], height=200, min_width=140, buttons=["fullscreen"])
+                torch_view = gr.Image(label=VIEW_LABELS["pytorch"], height=200, min_width=140, buttons=["fullscreen"])
             with gr.Accordion("Why the two look different, and one resampling", open=False):
                 gr.Markdown(NETWORK_VIEW_NOTE)
             with gr.Accordion("The code of this pipeline", open=False):

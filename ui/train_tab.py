@@ -491,6 +491,11 @@ def results_parts(space: Workspace, view: RunView) -> dict:
             "disagree_box": gr.Accordion(label=label, visible=bool(differ))}
 
 
+def max_epochs(events: list[dict]) -> int:
+    """The run's epochs: the accuracy plot spans them, its points off the edges."""
+    return max((e["epochs"] for e in events if e["type"] in ("batch", "epoch")), default=1)
+
+
 def plot(kind, frame, **settings):
     """A plot's new data, with the colours and legend of the series it holds (charts.colour_map);
     no data for an empty frame (the browser's plot cannot lay out axes without a single value)."""
@@ -513,7 +518,7 @@ def render(space: Workspace, view: RunView, overview: dict, with_results: bool =
     parts = {
         "progress": progress_text(view, overview), "queue": queue_text(overview),
         "chart": plot(gr.LinePlot, loss, label=f"Loss: {points} points"),
-        "accuracy": plot(gr.ScatterPlot, accuracy),
+        "accuracy": plot(gr.ScatterPlot, accuracy, x_lim=[0.5, max_epochs(view.events) + 0.5]),
         "log": log_text(view.events), "stop": gr.Button(interactive=view.active),
         **(results_parts(space, view) if with_results else dict.fromkeys(RESULTS, gr.skip())),
     }
