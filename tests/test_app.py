@@ -105,6 +105,23 @@ def test_preview_gives_both_frameworks_samples_views_and_code():
     assert "affine_transform" in keras_code and "RandomAffine" in torch_code
 
 
+def test_the_stored_opening_previews_match_the_pipelines_and_need_no_framework(tmp_path, monkeypatch):
+    """assets/default_previews.npz is what both pipelines make today (else: `python -m ui.augment_tab`);
+    the page's opening state comes from it without loading torch or TensorFlow."""
+    import numpy as np
+    augment_tab.save_default_previews(tmp_path / "fresh.npz")
+    with np.load(augment_tab.DEFAULT_PREVIEWS) as stored, np.load(tmp_path / "fresh.npz") as fresh:
+        assert sorted(stored.files) == sorted(fresh.files)
+        for name in stored.files:
+            if stored[name].dtype.kind in "uf":
+                assert np.abs(stored[name].astype(float) - fresh[name]).max() <= 1, name
+            else:
+                assert str(stored[name]) == str(fresh[name]), name
+    monkeypatch.setattr(augment_tab, "backend", None)  # any framework call would fail
+    gallery, view, values, code = augment_tab.side("pytorch", None, 10, 0.8, 1.2, 0, 0, True, False, 0)
+    assert len(gallery) == augment_tab.SAMPLES and "zoom" in values and "RandomAffine" in code
+
+
 def test_preview_names_a_broken_upload(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     with pytest.raises(gr.Error, match="broken.png"):

@@ -2,10 +2,13 @@
 with the random values each sample drew, what the network sees, and the code that does it.
 
 The torchvision side is computed first and the Keras side after it: torch loads much sooner than
-TensorFlow, so a visitor sees samples soon after the page opens (the Keras side fills in later)."""
+TensorFlow, so a visitor sees samples soon after the page opens (the Keras side fills in later).
+The page's opening state (the test card, default settings, seed 0) is stored in assets/, made with
+both pipelines by `python -m ui.augment_tab`: it shows at once."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import gradio as gr
@@ -72,6 +75,7 @@ def load_image(path: str | None) -> np.ndarray:
 
 VIEW_LABELS = {"keras": "Keras sees: BGR", "pytorch": "PyTorch sees: RGB"}  # short: a phone shows them side by side
 CODE = {"keras": codegen.keras_code, "pytorch": codegen.torch_code}
+DEFAULT_PREVIEWS = shared.ASSETS / "default_previews.npz"  # see save_default_previews
 KERAS_WAIT = "*The Keras samples follow once TensorFlow has loaded …*"
 
 
@@ -79,15 +83,37 @@ def side(framework: str, path, shear, zoom_min, zoom_max, rotation, shift, hflip
     """One framework's augmented samples (captioned with the values each drew), its network view,
     the values as a numbered list (captions under thumbnails are cut short) and its code."""
     aug = settings(shear, zoom_min, zoom_max, rotation, shift, hflip, vflip)
-    image = load_image(path)
-    samples = backend(framework).augment_samples(image, aug, SAMPLES, int(seed or 0))
+    samples, view = samples_and_view(framework, path, aug, int(seed or 0))
     gallery = [(out, f"{i}: {caption(drawn)}") for i, (out, drawn) in enumerate(samples, 1)]
-    view = backend(framework).network_view(image)
     digits = 0 if framework == "keras" else 2
     values = "\n".join(f"{i}. {caption(drawn)}" for i, (_, drawn) in enumerate(samples, 1))
     values += f"\n\nValues the network sees: {view.min():.{digits}f} to {view.max():.{digits}f}."
     return (gallery, gr.Image(viewable(view), label=VIEW_LABELS[framework]), values,
             CODE[framework](aug, shared.PREVIEW_SIZE))
+
+
+def samples_and_view(framework: str, path, aug: AugmentConfig, seed: int) -> tuple[list, np.ndarray]:
+    """The samples with the values each drew, and the network view: stored for the page's opening
+    state (no image chosen, default settings, seed 0), so it needs neither torch nor TensorFlow."""
+    if path is None and aug == AugmentConfig() and seed == 0 and DEFAULT_PREVIEWS.is_file():
+        with np.load(DEFAULT_PREVIEWS) as saved:
+            drawn = json.loads(str(saved[f"{framework}_drawn"]))
+            return list(zip(saved[f"{framework}_samples"], drawn)), saved[f"{framework}_view"]
+    image = load_image(path)
+    return (backend(framework).augment_samples(image, aug, SAMPLES, seed),
+            backend(framework).network_view(image))
+
+
+def save_default_previews(target=None) -> None:
+    """Compute the opening state's previews with both frameworks' own pipelines and store them
+    (`python -m ui.augment_tab`; tests/test_app.py checks that they still match the code)."""
+    image, saved = load_image(None), {}
+    for framework in ("keras", "pytorch"):
+        samples = backend(framework).augment_samples(image, AugmentConfig(), SAMPLES, 0)
+        saved[f"{framework}_samples"] = np.stack([out for out, _ in samples])
+        saved[f"{framework}_drawn"] = np.array(json.dumps([drawn for _, drawn in samples], default=list))
+        saved[f"{framework}_view"] = backend(framework).network_view(image).astype(np.float32)
+    np.savez_compressed(target or DEFAULT_PREVIEWS, **saved)
 
 
 def preview_pytorch(*values) -> tuple:
@@ -163,3 +189,7 @@ def build() -> tuple[dict[str, gr.components.Component], tuple]:
     api_only.click(preview, inputs, outputs, api_name="preview", concurrency_limit=2, concurrency_id="preview")
     reroll_button.click(reroll, None, seed, api_visibility="private")
     return controls, (preview_pytorch, inputs, torch_outputs)
+
+
+if __name__ == "__main__":
+    save_default_previews()
