@@ -79,7 +79,18 @@ def test_a_student_compares_both_frameworks_and_keeps_the_results_after_stop(bro
     wait_text(page, "train-progress", "Stopped by Stop")
     wait_text(page, "train-results", "Results of your last finished run")
     assert f"agree on {agree} of 16" in page.locator("#train-results").inner_text()
+
+    # The same page on a phone: Start and the chart, with its data and legend, on the first screen
+    page.set_viewport_size(PHONE)
+    page.evaluate("window.scrollTo(0, 0)")
+    assert_on_first_screen(page)
     assert errors == [], errors
+
+
+def assert_on_first_screen(page) -> None:
+    for target in (page.get_by_role("button", name="Start"), page.locator("#train-chart")):
+        box = target.bounding_box()
+        assert box and box["y"] + box["height"] <= PHONE["height"], box
 
 
 def test_on_a_phone_start_and_the_chart_come_first_and_augment_is_short(browser, url):
@@ -93,7 +104,5 @@ def test_on_a_phone_start_and_the_chart_come_first_and_augment_is_short(browser,
 
     page.get_by_role("tab", name="Train").click()
     page.evaluate("window.scrollTo(0, 0)")
-    for target in (page.get_by_role("button", name="Start"), page.locator("#train-chart")):
-        box = target.bounding_box()
-        assert box and box["y"] + box["height"] <= PHONE["height"], box
+    assert_on_first_screen(page)
     assert errors == [], errors

@@ -41,8 +41,8 @@ WEIGHTS_TEXT = {
 RESULTS = ("results", "confusion", "mistakes", "disagreements", "disagree_box")  # the last finished run's
 VIEW = ("progress", "queue", "chart", "accuracy", "log", *RESULTS, "stop")  # poll's outputs, in order
 NAMES = {"keras": "Keras", "pytorch": "PyTorch"}
-LOSS_CAPTION = "Training loss per batch; darker: validation loss per epoch; paler: your previous run."
-ACCURACY_CAPTION = "Paler: your previous run."
+CHART_KEY = ("Loss per batch; darker: validation loss per epoch; paler: your previous run. "
+             "Point at a line for its values.")
 MAX_DISAGREEMENTS = 48
 
 
@@ -623,11 +623,12 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
     progress_md = gr.Markdown("No run yet.", elem_id="train-progress")
     with gr.Row():
         chart = gr.LinePlot(x="epoch", y="loss", color="series", color_title="", label="Loss",
-                            y_title="loss (cross-entropy)", caption=LOSS_CAPTION, elem_id="train-chart",
+                            y_title="loss (cross-entropy)", elem_id="train-chart",
                             min_width=300)
         accuracy = gr.ScatterPlot(x="epoch", y="accuracy", color="series", color_title="",
-                                  label="Validation accuracy per epoch", caption=ACCURACY_CAPTION, y_lim=[0, 1],
+                                  label="Validation accuracy per epoch", y_lim=[0, 1],
                                   elem_id="train-accuracy", min_width=300)
+    gr.Markdown(CHART_KEY)
     queue_md = gr.Markdown(elem_id="train-queue")
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
