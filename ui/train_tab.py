@@ -323,11 +323,13 @@ def for_page(message: str, chars: int = 600) -> str:
 
 
 def short(message: str) -> str:
-    """The first sentence of a long message, so the log opens on what happened, not on advice."""
+    """A long message cut at its last full sentence within LOG_CHARS (or its last word), so the log
+    opens on what happened, not on advice."""
     if len(message) <= LOG_CHARS:
         return message
-    first = message[:LOG_CHARS].rsplit(". ", 1)[0].rsplit(": ", 1)[0]
-    return first.rstrip(".") + " …"
+    cut = message[:LOG_CHARS]
+    end = cut.rfind(". ")
+    return (cut[:end + 1] if end > 0 else cut.rsplit(" ", 1)[0]) + " …"
 
 
 def log_text(events: list[dict]) -> str:
@@ -369,7 +371,7 @@ def finished_ends(events: list[dict]) -> list[dict]:
     ends = [e for e in events if e["type"] == "end"]
     if not ends or any(e.get("stopped") or not e.get("history") for e in ends):
         return []
-    return ends if not any(e["type"] == "stopped" for e in events) else []
+    return [] if any(e["type"] in ("stopped", "error") for e in events) else ends
 
 
 def last_finished(space: Workspace, view: RunView) -> list[dict]:
