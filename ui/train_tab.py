@@ -486,8 +486,9 @@ def results_parts(space: Workspace, view: RunView) -> dict:
                       f"({agree / total:.0%}).**"]
     devices = {e["device"] for e in ends}
     if len(devices) > 1:
-        lines.append("They trained on different devices: their speeds do not compare.")
-    label = f"The {total - agree} validation images the two models disagree on"
+        lines += ["", "They trained on different devices: their speeds do not compare."]
+    label = f"The {total - agree} validation images the two models disagree on" + (
+        f" (the first {MAX_DISAGREEMENTS})" if total - agree > MAX_DISAGREEMENTS else "")
     return {"results": "\n".join(lines), "confusion": charts.confusion_figure(ends),
             "mistakes": mistakes_gallery(ends), "disagreements": differ,
             "disagree_box": gr.Accordion(label=label, visible=bool(differ))}
