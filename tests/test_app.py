@@ -105,6 +105,23 @@ def test_preview_gives_both_frameworks_samples_views_and_code():
     assert "affine_transform" in keras_code and "RandomAffine" in torch_code
 
 
+def test_the_stored_opening_previews_match_the_pipelines_and_need_no_framework(tmp_path, monkeypatch):
+    """assets/default_previews.npz is what both pipelines make today (else: `python -m ui.augment_tab`);
+    the page's opening state comes from it without loading torch or TensorFlow."""
+    import numpy as np
+    augment_tab.save_default_previews(tmp_path / "fresh.npz")
+    with np.load(augment_tab.DEFAULT_PREVIEWS) as stored, np.load(tmp_path / "fresh.npz") as fresh:
+        assert sorted(stored.files) == sorted(fresh.files)
+        for name in stored.files:
+            if stored[name].dtype.kind in "uf":
+                assert np.abs(stored[name].astype(float) - fresh[name]).max() <= 1, name
+            else:
+                assert str(stored[name]) == str(fresh[name]), name
+    monkeypatch.setattr(augment_tab, "backend", None)  # any framework call would fail
+    gallery, view, values, code = augment_tab.side("pytorch", None, 10, 0.8, 1.2, 0, 0, True, False, 0)
+    assert len(gallery) == augment_tab.SAMPLES and "zoom" in values and "RandomAffine" in code
+
+
 def test_preview_names_a_broken_upload(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     with pytest.raises(gr.Error, match="broken.png"):
@@ -140,18 +157,6 @@ def test_a_stopped_both_run_says_exactly_what_was_saved():
     ends = [{"type": "end", "framework": "pytorch", "saved_to": "x"}, {"type": "stopped", "framework": "keras"}]
     assert "Saved before it ended: pytorch" in train_tab.saved_text(ends)
     assert "Nothing was saved" in train_tab.saved_text(ends[1:])
-
-
-def test_chart_has_one_colour_per_framework_and_fades_the_previous_run():
-    def run(framework, loss):
-        return [{"type": "batch", "framework": framework, "epoch": 1, "batch": 1, "batches": 1, "loss": loss},
-                {"type": "epoch", "framework": framework, "epoch": 1, "val_loss": loss, "val_accuracy": 0.5}]
-    from ui import charts
-    figure = charts.training_figure(run("keras", 1) + run("pytorch", 2), previous=run("keras", 3))
-    lines = figure.axes[0].get_lines()
-    colours = {line.get_label(): (line.get_color(), line.get_alpha()) for line in lines}
-    assert colours["keras train"][0] != colours["pytorch train"][0]
-    assert colours["keras train (previous run)"][1] < colours["keras train"][1]
 
 
 def test_out_of_memory_reads_as_advice():
@@ -199,3 +204,61 @@ def test_a_gpu_the_framework_does_not_use_is_said_loudly(tiny_config, monkeypatc
     assert "PyTorch is training on the CPU" in loud["message"]
     page = train_tab.progress_text(RunView("r", "running", events), {"training": 1, "waiting": 0, "slots": 1})
     assert "**⚠ this machine has a GPU, but PyTorch is training on the CPU" in page
+
+
+def write_run(space, name: str, events: list[dict]) -> None:
+    import json
+
+    from trainer import worker
+    (space.runs / name).mkdir(parents=True)
+    (space.runs / name / worker.CONFIG).write_text("{}")
+    (space.runs / name / worker.EVENTS).write_text("".join(json.dumps(e, default=float) + "\n" for e in events))
+
+
+def test_a_both_run_is_compared_and_stays_shown_after_a_stopped_run(visitor, tmp_path):
+    """After a run with both frameworks: a table of the two, how often they agree on the validation
+    images and those they disagree on; a newer run that is stopped keeps them on the page."""
+    from trainer import jobs, runner
+    from trainer.config import TrainConfig
+    space = shared.workspaces().open(visitor)
+    events = []
+    config = TrainConfig(data_dir=str(tmp_path / "server" / "toy"), out_dir=str(space.models), epochs=1,
+                         batch_size=4, image_size=32, weights="none", head_units=16, framework="both")
+    runner.train(config, events.append)
+    ends = [e for e in events if e["type"] == "end"]
+    assert all(e["trainable_params"] < e["total_params"] and e["predict_seconds"] > 0 for e in ends)
+    assert {e["device"] for e in ends} == {ends[0]["device"]}  # the two backends say it the same way
+    ends[0]["val_predicted"][0] = 1 - ends[1]["val_predicted"][0]  # one disagreement for sure
+    write_run(space, "20261127-140000-000000", [*events, {"type": "finished", "status": "done"}])
+    stopped = [{"type": "batch", "framework": "pytorch", "epoch": 1, "epochs": 1, "batch": 1, "batches": 3,
+                "loss": 0.7, "images_seen": 4, "images_per_s": 3.0, "elapsed_s": 1, "eta_s": 2},
+               {"type": "stopped", "framework": "pytorch", "epoch": 1, "batch": 1},
+               {"type": "finished", "status": "stopped"}]
+    write_run(space, "20261127-150000-000000", stopped)
+    view = shared.jobs().view(space)
+    assert view.status == "stopped" and jobs.runs_of(space)[-1].name == view.run_id
+    parts = train_tab.render(space, view, shared.jobs().overview())
+    results = parts["results"]
+    assert "last finished run" in results and "UTC" in results and "T14" not in results
+    for row in ("validation accuracy", "seconds per epoch", "training images per second", "one prediction",
+                "parameters: trainable / total", "model file size", "| Keras |", "| PyTorch |"):
+        assert row in results
+    total = len(ends[0]["val_predicted"])
+    agree = sum(a == b for a, b in zip(ends[0]["val_predicted"], ends[1]["val_predicted"]))
+    assert f"agree on {agree} of {total} validation images" in results
+    assert len(parts["disagreements"]) == total - agree >= 1 and "Keras: " in parts["disagreements"][0][1]
+    assert parts["confusion"] is not None and parts["chart"].label == "Loss: 1 points"
+
+
+def test_the_log_is_newest_first_short_and_free_of_command_line_words():
+    long = ("ImageNet weights unavailable. Training from random initialisation " + "x " * 200
+            + "(--weights none, or allow it in the app)")
+    events = [{"type": "warning", "message": long},
+              {"type": "stopped", "framework": "keras", "epoch": 1, "batch": 2}]
+    lines = train_tab.log_text(events).splitlines()
+    assert lines[0].startswith("keras: stopped") and len(lines[1]) <= train_tab.LOG_CHARS + 20
+    assert "--" not in train_tab.for_page("out of memory: try a smaller batch size or --limit")
+    assert "AVP_DATA_DIR" not in train_tab.for_page("data folder x does not exist (set --data or AVP_DATA_DIR, ...)")
+    from trainer.cli import HELP
+    assert not [key for key, words in HELP.items() if "--" in words or "AVP_" in words]
+    assert train_tab.readable_time("2026-11-27T14:05:09+00:00") == "27 Nov 2026, 14:05 UTC"

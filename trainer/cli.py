@@ -33,7 +33,7 @@ HELP = {  # one help string per setting, shared with the app's widgets
     "head_units": "units of the new hidden dense layer",
     "feature_cache": "fast mode: backbone features computed once, then only the head trains "
                      "(no augmentation: every epoch sees the same images)",
-    "unfreeze": "also train the last N of the 4 ResNet stages, at --fine-tune-lr",
+    "unfreeze": "also train the last N of the 4 ResNet stages, at the fine-tune learning rate",
     "fine_tune_lr": "learning rate of unfrozen backbone stages",
     "weights": "imagenet (download once, or pre-seeded cache), none (random init), or a file",
     "allow_random_init": "if ImageNet weights cannot be had, train from random init instead of failing",

@@ -103,7 +103,7 @@ def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event
     result = module.train(model, arrays, config, on_event, should_stop, views)
     if views is not None:
         on_event({"type": "bank", "framework": framework, "message": bank_message(views, config, result)})
-    summary = summarise(framework, config, arrays, result, info, device, time.perf_counter() - started)
+    summary = summarise(framework, config, arrays, result, info, device, time.perf_counter() - started, model)
     summary["versions"] = module.versions()
     if not result["stopped"]:
         summary["saved_to"] = str(module.save(model, config.out_dir, summary))
@@ -133,8 +133,9 @@ def bank_message(views, config: TrainConfig, result: dict) -> str:
     return f"{train}; validation features {val}"
 
 
-def summarise(framework, config, arrays, result, info, device, seconds) -> dict:
-    """What metadata.json holds and what the app shows at the end of a run."""
+def summarise(framework, config, arrays, result, info, device, seconds, model=None) -> dict:
+    """What metadata.json holds and what the app shows at the end of a run (the Train tab compares
+    the two frameworks by it: sizes, speeds and the predictions on the validation images)."""
     history = result["history"]
     summary = {
         "framework": framework, "classes": arrays.classes, "config": config.to_dict(),
@@ -153,7 +154,34 @@ def summarise(framework, config, arrays, result, info, device, seconds) -> dict:
             images_per_s=float(np.mean([h["images_per_s"] for h in history])))
     if result["val_probabilities"] is not None and len(arrays.y_val):
         summary.update(confusion_and_mistakes(arrays, np.asarray(result["val_probabilities"])))
+    if model is not None:
+        summary.update(parameter_counts(model), predict_seconds=predict_seconds(framework, model, arrays))
     return summary
+
+
+def parameter_counts(model) -> dict:
+    """Trainable and total parameters of a keras.Model or a torch.nn.Module."""
+    if hasattr(model, "count_params"):  # Keras
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        return {"trainable_params": trainable, "total_params": int(model.count_params())}
+    params = list(model.parameters())
+    return {"trainable_params": sum(p.numel() for p in params if p.requires_grad),
+            "total_params": sum(p.numel() for p in params)}
+
+
+def predict_seconds(framework: str, model, arrays: data.Arrays) -> float | None:
+    """Seconds for one prediction of one image: the fastest of three after a warm-up call (the first
+    call pays for set-up, and the others for whatever else the machine does meanwhile)."""
+    images = arrays.x_val[:1] if len(arrays.y_val) else arrays.x_train[:1]
+    if not len(images):
+        return None
+    backend(framework).predict_proba(model, images)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        backend(framework).predict_proba(model, images)
+        times.append(time.perf_counter() - started)
+    return min(times)
 
 
 def confusion_and_mistakes(arrays: data.Arrays, probabilities: np.ndarray) -> dict:
@@ -165,4 +193,4 @@ def confusion_and_mistakes(arrays: data.Arrays, probabilities: np.ndarray) -> di
     mistakes = [{"path": arrays.val_paths[i], "true": arrays.classes[arrays.y_val[i]],
                  "predicted": arrays.classes[predicted[i]],
                  "probability": float(probabilities[i, predicted[i]])} for i in wrong]
-    return {"confusion": confusion.tolist(), "misclassified": mistakes}
+    return {"confusion": confusion.tolist(), "misclassified": mistakes, "val_predicted": predicted.tolist()}

@@ -50,7 +50,8 @@ def describe_device(preference: str = "auto") -> str:
     device = _torch_device(preference)
     if device.type == "cuda":
         return f"GPU ({torch.cuda.get_device_name(device)})"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    import os
+    return f"CPU ({os.cpu_count()} cores)"  # as trainer/keras_backend.py says it
 
 
 # ---------------------------------------------------------------- augmentation and preprocessing

@@ -1,8 +1,14 @@
 """Augment tab: the same augmentation settings as Keras 3 layers and as torchvision v2, side by side,
-with the random values each sample drew, what the network sees, and the code that does it."""
+with the random values each sample drew, what the network sees, and the code that does it.
+
+The torchvision side is computed first and the Keras side after it: torch loads much sooner than
+TensorFlow, so a visitor sees samples soon after the page opens (the Keras side fills in later).
+The page's opening state (the test card, default settings, seed 0) is stored in assets/, made with
+both pipelines by `python -m ui.augment_tab`: it shows at once."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import gradio as gr
@@ -67,19 +73,63 @@ def load_image(path: str | None) -> np.ndarray:
         raise gr.Error(str(error)) from None
 
 
-def preview(path, shear, zoom_min, zoom_max, rotation, shift, hflip, vflip, seed):
-    """Both frameworks' augmented samples, both network views, both code snippets."""
+VIEW_LABELS = {"keras": "Keras sees: BGR", "pytorch": "PyTorch sees: RGB"}  # short: a phone shows them side by side
+CODE = {"keras": codegen.keras_code, "pytorch": codegen.torch_code}
+DEFAULT_PREVIEWS = shared.ASSETS / "default_previews.npz"  # see save_default_previews
+KERAS_WAIT = "*The Keras samples follow once TensorFlow has loaded …*"
+
+
+def side(framework: str, path, shear, zoom_min, zoom_max, rotation, shift, hflip, vflip, seed) -> tuple:
+    """One framework's augmented samples (captioned with the values each drew), its network view,
+    the values as a numbered list (captions under thumbnails are cut short) and its code."""
     aug = settings(shear, zoom_min, zoom_max, rotation, shift, hflip, vflip)
+    samples, view = samples_and_view(framework, path, aug, int(seed or 0))
+    gallery = [(out, f"{i}: {caption(drawn)}") for i, (out, drawn) in enumerate(samples, 1)]
+    digits = 0 if framework == "keras" else 2
+    values = "\n".join(f"{i}. {caption(drawn)}" for i, (_, drawn) in enumerate(samples, 1))
+    values += f"\n\nValues the network sees: {view.min():.{digits}f} to {view.max():.{digits}f}."
+    return (gallery, gr.Image(viewable(view), label=VIEW_LABELS[framework]), values,
+            CODE[framework](aug, shared.PREVIEW_SIZE))
+
+
+def samples_and_view(framework: str, path, aug: AugmentConfig, seed: int) -> tuple[list, np.ndarray]:
+    """The samples with the values each drew, and the network view: stored for the page's opening
+    state (no image chosen, default settings, seed 0), so it needs neither torch nor TensorFlow."""
+    if path is None and aug == AugmentConfig() and seed == 0 and DEFAULT_PREVIEWS.is_file():
+        with np.load(DEFAULT_PREVIEWS) as saved:
+            drawn = json.loads(str(saved[f"{framework}_drawn"]))
+            return list(zip(saved[f"{framework}_samples"], drawn)), saved[f"{framework}_view"]
     image = load_image(path)
-    seed = int(seed or 0)
-    galleries = [[(out, caption(drawn)) for out, drawn in backend(fw).augment_samples(image, aug, SAMPLES, seed)]
-                 for fw in ("keras", "pytorch")]
-    views = [backend(fw).network_view(image) for fw in ("keras", "pytorch")]
-    labels = [f"Keras sees: BGR, mean subtracted (range {views[0].min():.0f} to {views[0].max():.0f})",
-              f"PyTorch sees: RGB, standardised (range {views[1].min():.2f} to {views[1].max():.2f})"]
-    return (*galleries, gr.Image(viewable(views[0]), label=labels[0]),
-            gr.Image(viewable(views[1]), label=labels[1]),
-            codegen.keras_code(aug, shared.PREVIEW_SIZE), codegen.torch_code(aug, shared.PREVIEW_SIZE))
+    return (backend(framework).augment_samples(image, aug, SAMPLES, seed),
+            backend(framework).network_view(image))
+
+
+def save_default_previews(target=None) -> None:
+    """Compute the opening state's previews with both frameworks' own pipelines and store them
+    (`python -m ui.augment_tab`; tests/test_app.py checks that they still match the code)."""
+    image, saved = load_image(None), {}
+    for framework in ("keras", "pytorch"):
+        samples = backend(framework).augment_samples(image, AugmentConfig(), SAMPLES, 0)
+        saved[f"{framework}_samples"] = np.stack([out for out, _ in samples])
+        saved[f"{framework}_drawn"] = np.array(json.dumps([drawn for _, drawn in samples], default=list))
+        saved[f"{framework}_view"] = backend(framework).network_view(image).astype(np.float32)
+    np.savez_compressed(target or DEFAULT_PREVIEWS, **saved)
+
+
+def preview_pytorch(*values) -> tuple:
+    """The torchvision side: it needs no TensorFlow, so the page shows it first."""
+    return side("pytorch", *values)
+
+
+def preview_keras(*values) -> tuple:
+    return side("keras", *values)
+
+
+def preview(path, shear, zoom_min, zoom_max, rotation, shift, hflip, vflip, seed):
+    """Both frameworks' augmented samples, both network views, both code snippets (the API's answer)."""
+    values = (path, shear, zoom_min, zoom_max, rotation, shift, hflip, vflip, seed)
+    keras, torch = side("keras", *values), side("pytorch", *values)
+    return keras[0], torch[0], keras[1], torch[1], keras[3], torch[3]
 
 
 def reroll() -> int:
@@ -88,7 +138,8 @@ def reroll() -> int:
 
 def build() -> tuple[dict[str, gr.components.Component], tuple]:
     """Build the tab; return its augmentation controls by AugmentConfig field (the Train tab trains
-    with them) and its load event (fn, inputs, outputs)."""
+    with them) and its load event (fn, inputs, outputs): the torchvision side; the Keras side follows
+    each new torchvision side."""
     a = AugmentConfig()
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -108,22 +159,37 @@ def build() -> tuple[dict[str, gr.components.Component], tuple]:
                 reroll_button = gr.Button("Reroll", variant="secondary")
         with gr.Column(scale=3):
             with gr.Row():
-                keras_gallery = gr.Gallery(label="Keras 3: RandomAffine layer (keras.ops.image.affine_transform)",
-                                           columns=4, height=330, elem_id="keras-samples")
-                torch_gallery = gr.Gallery(label="torchvision.transforms.v2", columns=4, height=330,
-                                           elem_id="torch-samples")
+                with gr.Column(min_width=300):
+                    keras_gallery = gr.Gallery(label="Keras 3: RandomAffine layer (keras.ops.image.affine_transform)",
+                                               columns=4, height=300, elem_id="keras-samples")
+                    keras_values = gr.Markdown(KERAS_WAIT, elem_id="keras-values")
+                with gr.Column(min_width=300):
+                    torch_gallery = gr.Gallery(label="torchvision.transforms.v2", columns=4, height=300,
+                                               elem_id="torch-samples")
+                    torch_values = gr.Markdown(elem_id="torch-values")
             with gr.Row():
-                keras_view = gr.Image(label="Keras sees", height=200)
-                torch_view = gr.Image(label="PyTorch sees", height=200)
-            gr.Markdown(NETWORK_VIEW_NOTE)
-            with gr.Row():
+                keras_view = gr.Image(label=VIEW_LABELS["keras"], height=200, min_width=140, buttons=["fullscreen"])
+                torch_view = gr.Image(label=VIEW_LABELS["pytorch"], height=200, min_width=140, buttons=["fullscreen"])
+            with gr.Accordion("Why the two look different, and one resampling", open=False):
+                gr.Markdown(NETWORK_VIEW_NOTE)
+            with gr.Accordion("The code of this pipeline", open=False):
                 keras_code = gr.Code(language="python", label="Keras: this pipeline")
                 torch_code = gr.Code(language="python", label="PyTorch: this pipeline")
+            api_only = gr.Button(visible=False)  # /preview: both sides in one answer, for API clients
     controls = {"shear_deg": shear, "zoom_min": zoom_min, "zoom_max": zoom_max, "rotation_deg": rotation,
                 "shift": shift, "hflip": hflip, "vflip": vflip}  # AugmentConfig's fields, by name
     inputs = [image, *controls.values(), seed]
+    keras_outputs = [keras_gallery, keras_view, keras_values, keras_code]
+    torch_outputs = [torch_gallery, torch_view, torch_values, torch_code]
     outputs = [keras_gallery, torch_gallery, keras_view, torch_view, keras_code, torch_code]
+    page = {"api_visibility": "private", "concurrency_limit": 2, "concurrency_id": "preview"}
     gr.on([image.change, seed.change, *(c.change for c in controls.values())],
-          preview, inputs, outputs, api_name="preview", concurrency_limit=2, concurrency_id="preview")
+          preview_pytorch, inputs, torch_outputs, **page)
+    torch_gallery.change(preview_keras, inputs, keras_outputs, **page)  # each new torchvision side, then Keras
+    api_only.click(preview, inputs, outputs, api_name="preview", concurrency_limit=2, concurrency_id="preview")
     reroll_button.click(reroll, None, seed, api_visibility="private")
-    return controls, (preview, inputs, outputs)
+    return controls, (preview_pytorch, inputs, torch_outputs)
+
+
+if __name__ == "__main__":
+    save_default_previews()

@@ -1,9 +1,11 @@
-"""Matplotlib figures of a run: live losses and accuracy, and confusion matrices."""
+"""Charts of a run: the live losses and accuracy as data for gradio's native plots (values on
+hover, a legend under the plot, cheap to send again at every event), and the confusion matrices
+as a matplotlib figure (drawn once, when a run ends)."""
 
 from __future__ import annotations
 
 COLOURS = {"keras": "#d00000", "pytorch": "#ee8c00"}  # Keras red, PyTorch orange
-MAX_POINTS = 600  # per framework and run; older batch points are thinned
+MAX_POINTS = 600  # batch points per framework and run; more are thinned (the plot downsamples past ~1,000)
 
 
 def pyplot():
@@ -34,30 +36,38 @@ def series(events: list[dict]) -> dict[str, dict[str, list]]:
     return out
 
 
-def training_figure(events: list[dict], previous: list[dict] | None = None):
-    """Loss (train per batch, validation per epoch) and validation accuracy; previous run faded."""
-    plt = pyplot()
-    figure, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for run, alpha, tag in ((previous or [], 0.25, " (previous run)"), (events, 1.0, "")):
+def training_frames(events: list[dict], previous: list[dict] | None = None):
+    """(loss, accuracy) DataFrames for gr.LinePlot / gr.ScatterPlot: x in epochs, one series per
+    framework and curve: "keras" (training loss per batch; validation accuracy), "keras validation"
+    (loss per epoch), "keras (previous run)". The legend names the frameworks; colours say the rest."""
+    import pandas as pd
+    loss, accuracy = [], []
+    for run, tag in ((previous or [], " (previous run)"), (events, "")):
         for framework, s in series(run).items():
-            colour = COLOURS.get(framework, "grey")
-            loss_ax.plot(s["bx"], s["loss"], color=colour, alpha=alpha * 0.8, lw=1.2,
-                         label=f"{framework} train{tag}")
-            loss_ax.plot(s["ex"], s["val_loss"], "o--", color=colour, alpha=alpha, ms=6,
-                         label=f"{framework} validation{tag}")
-            acc_ax.plot(s["ex"], s["val_acc"], "o-", color=colour, alpha=alpha, ms=6,
-                        label=f"{framework}{tag}")
-    loss_ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
-    acc_ax.set(title="Validation accuracy", xlabel="epoch", ylim=(0, 1.02))
-    if not any(len(line.get_xdata()) for line in acc_ax.get_lines()):
-        acc_ax.set_xlim(0, 1)  # before the first epoch ends: an empty axis over the first epoch
-    for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="best")
-    figure.tight_layout()
-    plt.close(figure)  # gradio renders it; pyplot must not keep it alive
-    return figure
+            loss += [(x, y, f"{framework}{tag}") for x, y in zip(s["bx"], s["loss"])]
+            if not tag:  # the previous run's validation loss would only crowd the plot
+                loss += [(x, y, f"{framework} validation") for x, y in zip(s["ex"], s["val_loss"])]
+            accuracy += [(x, y, f"{framework}{tag}") for x, y in zip(s["ex"], s["val_acc"])]
+    return (pd.DataFrame(loss, columns=["epoch", "loss", "series"]),
+            pd.DataFrame(accuracy, columns=["epoch", "accuracy", "series"]))
+
+
+def colour_map(names) -> dict[str, str]:
+    """Series name -> colour: the framework's colour, darker for validation, paler for the previous run.
+
+    Only the series given: the browser fixes a plot's colours when it first draws it and redraws
+    it only when settings such as this map change, so the map must change when a series appears."""
+    shades = {"keras": ("#7a0000", "#f4a3a3"), "pytorch": ("#8a5200", "#f8cf94")}  # (darker, paler)
+    every = {}
+    for framework, (dark, pale) in shades.items():
+        every.update({framework: COLOURS[framework], f"{framework} validation": dark,
+                      f"{framework} (previous run)": pale})
+    return {name: every.get(name, "grey") for name in sorted(set(names))}
+
+
+def legend(names) -> list[str]:
+    """The series the legend names: this run's frameworks (a phone has room for two)."""
+    return [name for name in sorted(set(names)) if name in COLOURS]
 
 
 def confusion_figure(summaries: list[dict]):

@@ -13,13 +13,15 @@ same names as one JSON object.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import OrderedDict
+from datetime import UTC, datetime
 from pathlib import Path
 
 import gradio as gr
 
-from trainer import archive, data, weights
+from trainer import archive, data, jobs, weights
 from trainer.cli import HELP
 from trainer.config import TrainConfig
 from trainer.jobs import Busy, QueueFull, RunView
@@ -36,7 +38,12 @@ WEIGHTS_TEXT = {
                     "*Allow random initialisation* or weights = none: it then learns from scratch "
                     "on a few hundred images, and accuracy stays near chance (about 50% here)."),
 }
-VIEW = ("progress", "queue", "chart", "log", "summary", "confusion", "mistakes", "stop")  # poll's outputs
+RESULTS = ("results", "confusion", "mistakes", "disagreements", "disagree_box")  # the last finished run's
+VIEW = ("progress", "queue", "chart", "accuracy", "log", *RESULTS, "stop")  # poll's outputs, in order
+NAMES = {"keras": "Keras", "pytorch": "PyTorch"}
+CHART_KEY = ("Loss per batch; darker: validation loss per epoch; paler: your previous run. "
+             "Point at a line for its values.")
+MAX_DISAGREEMENTS = 48
 
 
 class PageError(gr.Error):
@@ -114,7 +121,7 @@ def submit(space: Workspace, settings: dict) -> RunView:
         space.require_free(MODEL_BYTES * len(config.frameworks) - kept, "saving the trained models")
         shared.jobs().submit(space, config)
     except (ValueError, TypeError, Busy, QueueFull, QuotaExceeded) as error:
-        raise PageError(text.plain(shared.public_error(error), 600)) from None
+        raise PageError(for_page(str(error))) from None
     return shared.jobs().view(space)
 
 
@@ -166,7 +173,7 @@ def problems_text(name: str, error: data.DataError, folder: Path | None = None) 
     """Every problem, with the data set's folder named as the visitor knows it (by `name`)."""
     named = lambda problem: problem.replace(str(folder), name) if folder else problem  # noqa: E731
     return f"**{text.md(name)} cannot be trained on:**\n" + "\n".join(
-        f"- {text.md(shared.public_error(named(p)), 400)}" for p in error.problems)
+        f"- {text.md(for_page(named(p)), 400)}" for p in error.problems)
 
 
 def check_data(workspace_id: str | None, dataset: str | None) -> str:
@@ -234,7 +241,7 @@ def fetch_avp(progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's w
     try:
         fetch.fetch(str(target))
     except (fetch.FetchError, data.DataError) as error:
-        return gr.skip(), f"**Download failed.** {text.md(shared.public_error(error), 400)}"
+        return gr.skip(), f"**Download failed.** {text.md(for_page(str(error)), 400)}"
     return gr.Dropdown(choices=shared.dataset_choices(None)), "Downloaded: choose it above."
 
 
@@ -285,7 +292,7 @@ def progress_text(view: RunView, overview: dict) -> str:
     if view.status in ("stopped", "failed"):
         lines.append(saved_text(view.events))
     if view.error:
-        lines.append(f"**Error:** {text.md(view.error, 600)}")
+        lines.append(f"**Error:** {text.md(for_page(view.error))}")
     return "\n\n".join(lines)
 
 
@@ -297,15 +304,46 @@ def saved_text(events: list[dict]) -> str:
     return "Nothing was saved: your models are unchanged."
 
 
+CLI_WORDS = (  # messages written for the command line, as the page says them
+    (re.compile(r"\(?set --data or AVP_DATA_DIR[^)]*\)?"), "(ask whoever runs the server)"),
+    (re.compile(r"or point AVP_DATA_DIR[^.]*"), "or ask whoever runs the server"),
+    (re.compile(r"choose another --dest"), "choose another folder"),
+    (re.compile(r"--weights none"), "Weights: none"),
+    (re.compile(r"--limit"), "Limit images per split"),
+    (re.compile(r"--fine-tune-lr"), "the fine-tune learning rate"),
+)
+LOG_CHARS = 160  # a warning's first line in the log; long ones are cut at a sentence
+
+
+def for_page(message: str, chars: int = 600) -> str:
+    """A trainer message as the page shows it: no server folders, no command-line words, plain text."""
+    message = shared.public_error(Exception(message))
+    for pattern, words in CLI_WORDS:
+        message = pattern.sub(words, message)
+    return text.plain(message, chars)
+
+
+def short(message: str) -> str:
+    """A long message cut at its last full sentence within LOG_CHARS (or its last word), so the log
+    opens on what happened, not on advice."""
+    if len(message) <= LOG_CHARS:
+        return message
+    cut = message[:LOG_CHARS]
+    end = cut.rfind(". ")
+    return (cut[:end + 1] if end > 0 else cut.rsplit(" ", 1)[0]) + " …"
+
+
 def log_text(events: list[dict]) -> str:
+    """The run's log, newest line first (the box shows its top: the latest news without scrolling)."""
     lines = []
     for e in events:
         if e["type"] in ("warning", "error"):
-            lines.append(f"{e['type']}: {text.plain(shared.public_error(Exception(e['message'])), 400)}")
+            lines.append(f"{e['type']}: {short(for_page(e['message']))}")
         elif e["type"] == "start":
             lines.append(f"{e['framework']}: {e['train_images']} train / {e['val_images']} validation images, "
-                         f"{e['device']}, {e.get('precision', 'float32')}, pretrained={e['pretrained']}, "
-                         f"augmentation={'on' if e['augment'] else 'off'}"
+                         f"{e['device']}, {e.get('precision', 'float32')}, "
+                         f"{'pretrained' if e['pretrained'] else 'random initialisation'}, "
+                         f"augmentation {'on' if e['augment'] else 'off'}"
                          + (", feature cache" if e["feature_cache"] else ""))
         elif e["type"] == "epoch":
             lines.append(f"{e['framework']} epoch {e['epoch']}/{e['epochs']}: train loss {e['train_loss']:.3f}, "
@@ -317,51 +355,178 @@ def log_text(events: list[dict]) -> str:
             lines.append(f"{e['framework']}: stopped at epoch {e['epoch']}, batch {e['batch']}; not saved")
         elif e["type"] == "end" and e.get("saved_to"):
             lines.append(f"{e['framework']}: saved; your Predict tab now uses it")
-    return "\n".join(lines)
+    return "\n".join(reversed(lines))
 
 
-def summary_rows(ends: list[dict]) -> list[list]:
-    return [[e["framework"], len(e["history"]), round(e.get("seconds_per_epoch", 0), 1),
-             round(e.get("images_per_s", 0), 1), round(e.get("best_val_accuracy", 0), 3),
-             "yes" if e["pretrained"] else "NO (random init)", e["device"]]
-            for e in ends if e["history"]]
+def readable_time(iso: str | None) -> str:
+    """"2026-11-27T14:05:09+00:00" -> "27 Nov 2026, 14:05 UTC"."""
+    try:
+        moment = datetime.fromisoformat(iso or "").astimezone(UTC)
+    except ValueError:
+        return "an unknown time"
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
+# ---------------------------------------------------------------- results of the last finished run
+
+def finished_ends(events: list[dict]) -> list[dict]:
+    """The end events of a run that trained every framework to its last epoch ([] otherwise)."""
+    ends = [e for e in events if e["type"] == "end"]
+    if not ends or any(e.get("stopped") or not e.get("history") for e in ends):
+        return []
+    return [] if any(e["type"] in ("stopped", "error") for e in events) else ends
+
+
+def last_finished(space: Workspace, view: RunView) -> list[dict]:
+    """The end events of this workspace's newest finished run: the results stay on the page while
+    a newer run waits, trains, is stopped or fails."""
+    if finished_ends(view.events):
+        return finished_ends(view.events)
+    for run in reversed(jobs.runs_of(space)):
+        ends = finished_ends(jobs.read_events(run))
+        if ends:
+            return ends
+    return []
+
+
+def file_size(folder: str | None) -> str:
+    """A saved model's size on disk, e.g. "94.3 MB" ("not saved" without one)."""
+    files = [f for f in Path(folder).rglob("*") if f.is_file()] if folder else []
+    if not files:
+        return "not saved"
+    return f"{sum(f.stat().st_size for f in files) / 1e6:.1f} MB"
+
+
+def millions(count: int | None) -> str:
+    return "?" if count is None else (f"{count / 1e6:.1f} M" if count >= 1e6 else f"{count:,}")
+
+
+def results_table(ends: list[dict]) -> str:
+    """A Markdown table, one column per framework: a table of rows never truncates its headers."""
+    def row(name, value):
+        return f"| {name} | " + " | ".join(value(e) for e in ends) + " |"
+    last = lambda key, digits: lambda e: f"{e['history'][-1][key]:.{digits}f}"  # noqa: E731
+    rows = [
+        "| | " + " | ".join(NAMES.get(e["framework"], e["framework"]) for e in ends) + " |",
+        "|---|" + "---:|" * len(ends),
+        row("validation accuracy", last("val_accuracy", 3)),
+        row("validation loss", last("val_loss", 3)),
+        row("best validation accuracy", lambda e: f"{e.get('best_val_accuracy', 0):.3f}"),
+        row("epochs", lambda e: str(len(e["history"]))),
+        row("seconds per epoch", lambda e: f"{e.get('seconds_per_epoch', 0):.1f}"),
+        row("training images per second", lambda e: f"{e.get('images_per_s', 0):.1f}"),
+        row("one prediction (one image)", lambda e: f"{e['predict_seconds'] * 1000:.0f} ms"
+            if e.get("predict_seconds") else "?"),
+        row("parameters: trainable / total", lambda e: f"{millions(e.get('trainable_params'))} / "
+            f"{millions(e.get('total_params'))}"),
+        row("model file size", lambda e: file_size(e.get("saved_to"))),
+        row("pretrained", lambda e: "yes (ImageNet)" if e["pretrained"] else "**no** (random initialisation)"),
+        row("device", lambda e: text.md(e["device"], 80)),
+    ]
+    return "\n".join(rows)
+
+
+def validation_paths(config: dict) -> list[str]:
+    """The run's validation images in the order it predicted them (the split and subset are seeded)."""
+    try:
+        dataset = data.discover(config["data_dir"], config["seed"])
+        return [str(s.path) for s in data.limit_samples(dataset.val, config["limit"], config["seed"])]
+    except (KeyError, ValueError, OSError):
+        return []
+
+
+def disagreements(ends: list[dict]) -> tuple[int, int, list]:
+    """(images both models predicted, how many they agree on, gallery items of the others)."""
+    both = {e["framework"]: e for e in ends if e.get("val_predicted")}
+    if len(both) < 2:
+        return 0, 0, []
+    keras, pytorch = both["keras"], both["pytorch"]
+    paths = validation_paths(keras["config"])
+    if len(paths) != len(keras["val_predicted"]) or len(paths) != len(pytorch["val_predicted"]):
+        return 0, 0, []
+    classes = keras["classes"]
+    differ = [i for i, (k, p) in enumerate(zip(keras["val_predicted"], pytorch["val_predicted"])) if k != p]
+    items = []
+    for i in differ[:MAX_DISAGREEMENTS]:
+        caption = f"Keras: {classes[keras['val_predicted'][i]]}, PyTorch: {classes[pytorch['val_predicted'][i]]}"
+        items.append((thumbnail(paths[i]), text.plain(caption, 120)))
+    return len(paths), len(paths) - len(differ), [item for item in items if item[0] is not None]
+
+
+def thumbnail(path: str):
+    try:
+        image = data.load_rgb(path, max_side=160)
+    except data.ImageError:
+        return None
+    image.thumbnail((160, 160))
+    return image
 
 
 def mistakes_gallery(ends: list[dict]) -> list:
     items = []
     for e in ends:
         for m in e.get("misclassified", [])[:24]:
-            try:
-                image = data.load_rgb(m["path"], max_side=160)
-            except data.ImageError:
-                continue
-            image.thumbnail((160, 160))
-            items.append((image, text.plain(f"{e['framework']}: {m['true']} → {m['predicted']} "
-                                            f"({m['probability']:.2f})", 120)))
+            image = thumbnail(m["path"])
+            if image is not None:
+                items.append((image, text.plain(f"{e['framework']}: {m['true']} → {m['predicted']} "
+                                                f"({m['probability']:.2f})", 120)))
     return items
+
+
+def results_parts(space: Workspace, view: RunView) -> dict:
+    """The last finished run's results: its table, the comparison of the two frameworks, confusion
+    matrices, mistakes and the images the two models disagree on."""
+    ends = last_finished(space, view)
+    if not ends:
+        return {"results": "Results appear here when a run finishes.", "confusion": None, "mistakes": [],
+                "disagreements": [], "disagree_box": gr.Accordion(visible=False)}
+    own = bool(finished_ends(view.events))
+    lines = [f"### Results of {'this' if own else 'your last finished'} run "
+             f"(finished {readable_time(ends[-1].get('trained_at'))})", "", results_table(ends)]
+    total, agree, differ = disagreements(ends)
+    if total:
+        lines += ["", f"**The two models agree on {agree} of {total} validation images "
+                      f"({agree / total:.0%}).**"]
+    devices = {e["device"] for e in ends}
+    if len(devices) > 1:
+        lines += ["", "They trained on different devices: their speeds do not compare."]
+    label = f"The {total - agree} validation images the two models disagree on" + (
+        f" (the first {MAX_DISAGREEMENTS})" if total - agree > MAX_DISAGREEMENTS else "")
+    return {"results": "\n".join(lines), "confusion": charts.confusion_figure(ends),
+            "mistakes": mistakes_gallery(ends), "disagreements": differ,
+            "disagree_box": gr.Accordion(label=label, visible=bool(differ))}
+
+
+def max_epochs(events: list[dict]) -> int:
+    """The run's epochs: the accuracy plot spans them, its points off the edges."""
+    return max((e["epochs"] for e in events if e["type"] in ("batch", "epoch")), default=1)
+
+
+def plot(kind, frame, **settings):
+    """A plot's new data, with the colours and legend of the series it holds (charts.colour_map);
+    no data for an empty frame (the browser's plot cannot lay out axes without a single value)."""
+    return kind(None if frame.empty else frame, color_map=charts.colour_map(frame["series"]),
+                colors_in_legend=charts.legend(frame["series"]), **settings)
 
 
 _rendered: OrderedDict[tuple, dict] = OrderedDict()  # the last views rendered, by what they show
 
 
-def render(space: Workspace, view: RunView, overview: dict) -> dict:
-    """Everything the page shows of a run, rendered once per new event and then served cached."""
+def render(space: Workspace, view: RunView, overview: dict, with_results: bool = True) -> dict:
+    """Everything the page shows of a run, rendered once per new event and then served cached.
+    Without results (a run going, the page already showing them) the last finished run's stay."""
     key = (space.id, view.run_id, len(view.events), view.status, view.position,
-           round((view.start_in_s or 0) / 5), tuple(overview.values()))
+           round((view.start_in_s or 0) / 5), tuple(overview.values()), with_results)
     if key in _rendered:
         return _rendered[key]
-    ends = [e for e in view.events if e["type"] == "end"]
-    finished = not view.active and bool(ends)
     points = sum(e["type"] in ("batch", "epoch") for e in view.events)
+    loss, accuracy = charts.training_frames(view.events, shared.jobs().previous_events(space))
     parts = {
         "progress": progress_text(view, overview), "queue": queue_text(overview),
-        "chart": gr.Plot(charts.training_figure(view.events, shared.jobs().previous_events(space)),
-                         label=f"Loss and accuracy: {points} points"),
-        "log": log_text(view.events),
-        "summary": summary_rows(ends) if finished else gr.skip(),
-        "confusion": charts.confusion_figure(ends) if finished else gr.skip(),
-        "mistakes": mistakes_gallery(ends) if finished else gr.skip(),
-        "stop": gr.Button(interactive=view.active),
+        "chart": plot(gr.LinePlot, loss, label=f"Loss: {points} points"),
+        "accuracy": plot(gr.ScatterPlot, accuracy, x_lim=[0.5, max_epochs(view.events) + 0.5]),
+        "log": log_text(view.events), "stop": gr.Button(interactive=view.active),
+        **(results_parts(space, view) if with_results else dict.fromkeys(RESULTS, gr.skip())),
     }
     _rendered[key] = parts
     while len(_rendered) > 64:
@@ -378,7 +543,7 @@ def poll(workspace_id: str | None, seen: str):
     key = f"{view.run_id}:{len(view.events)}:{view.status}:{view.position}:{round(view.start_in_s or 0)}:{overview}"
     if key == seen:
         return gr.skip()
-    parts = render(space, view, overview)
+    parts = render(space, view, overview, with_results=not (view.active and seen))
     return [key, *(parts[name] for name in VIEW)]
 
 
@@ -425,60 +590,78 @@ def status_api(workspace: str) -> dict:
 
 # ---------------------------------------------------------------- layout
 
+def settings_form(d: TrainConfig) -> dict[str, gr.components.Component]:
+    """The training settings' widgets, by TrainConfig field."""
+    form = {
+        "epochs": gr.Slider(1, 20, d.epochs, step=1, label="Epochs", info=HELP["epochs"], elem_id="epochs"),
+        "batch_size": gr.Slider(1, 128, d.batch_size, step=1, label="Batch size", info=HELP["batch_size"],
+                                elem_id="batch-size"),
+        "lr": gr.Number(d.lr, label="Learning rate", info=HELP["lr"]),
+        "image_size": gr.Slider(32, 448, d.image_size, step=32, label="Image size",
+                                info=HELP["image_size"], elem_id="image-size"),
+        "head_units": gr.Slider(8, 1024, d.head_units, step=8, label="Head units",
+                                info=HELP["head_units"], elem_id="head-units"),
+        "limit": gr.Number(d.limit, precision=0, minimum=0, label="Limit images per split",
+                           info=HELP["limit"]),
+        "augment.enabled": gr.Checkbox(True, label="Augmentation (settings of the Augment tab)"),
+        "feature_cache": gr.Checkbox(False, label="Fast mode: feature cache", info=HELP["feature_cache"]),
+        "unfreeze": gr.Slider(0, 4, 0, step=1, label="Unfreeze last stages", info=HELP["unfreeze"]),
+        "weights": gr.Radio(["imagenet", "none"], value="imagenet", label="Weights",
+                            info="imagenet (downloaded once) or none (random initialisation)",
+                            elem_id="weights"),
+        "allow_random_init": gr.Checkbox(False, label="Allow random initialisation",
+                                         info=HELP["allow_random_init"], elem_id="allow-random-init"),
+        "seed": gr.Number(d.seed, precision=0, label="Seed", info=HELP["seed"], elem_id="seed"),
+    }
+    gr.Markdown("The backbone stays in inference mode while training: its batch-norm statistics "
+                "keep their ImageNet values instead of drifting with each small batch (the seed "
+                "notebook's PyTorch loop let them drift).")
+    return form
+
+
 def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Component]) -> list:
-    """Build the tab; return its load events (fn, inputs, outputs)."""
+    """Build the tab; return its load events (fn, inputs, outputs). Start, the run's progress and its
+    chart come first, so that on a phone they fill the first screen; settings and results follow."""
     d = TrainConfig(data_dir="")
-    weights_md = gr.Markdown()
+    with gr.Row():
+        start_button = gr.Button("Start", variant="primary", min_width=120)
+        stop_button = gr.Button("Stop", variant="stop", interactive=False, min_width=120)
+    progress_md = gr.Markdown("No run yet.", elem_id="train-progress")
+    with gr.Row():
+        chart = gr.LinePlot(x="epoch", y="loss", color="series", color_title="", label="Loss",
+                            y_title="loss (cross-entropy)", elem_id="train-chart",
+                            min_width=300)
+        accuracy = gr.ScatterPlot(x="epoch", y="accuracy", color="series", color_title="",
+                                  label="Validation accuracy per epoch", y_lim=[0, 1],
+                                  elem_id="train-accuracy", min_width=300)
+    gr.Markdown(CHART_KEY)
+    queue_md = gr.Markdown(elem_id="train-queue")
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            with gr.Row():
-                start_button = gr.Button("Start", variant="primary")
-                stop_button = gr.Button("Stop", variant="stop", interactive=False)
             framework = gr.Radio(["keras", "pytorch", "both"], value="both", label="Framework",
                                  info=HELP["framework"], elem_id="framework")
             dataset = gr.Dropdown([], label="Data set", info="the server's data sets and your own uploads",
                                   elem_id="dataset")
             upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a .zip of class folders",
-                             elem_id="upload-zip")
+                             elem_id="upload-zip", height=120)
             with gr.Row():
                 check_button = gr.Button("Check data", size="sm")
                 delete_button = gr.Button("Delete this upload", size="sm")
                 fetch_button = gr.Button("Download the AvP images", size="sm")
             data_md = gr.Markdown(elem_id="data-check")
+            weights_md = gr.Markdown()
             with gr.Accordion("Settings", open=True):
-                form = {
-                    "epochs": gr.Slider(1, 20, d.epochs, step=1, label="Epochs", info=HELP["epochs"], elem_id="epochs"),
-                    "batch_size": gr.Slider(1, 128, d.batch_size, step=1, label="Batch size", info=HELP["batch_size"],
-                                            elem_id="batch-size"),
-                    "lr": gr.Number(d.lr, label="Learning rate", info=HELP["lr"]),
-                    "image_size": gr.Slider(32, 448, d.image_size, step=32, label="Image size",
-                                            info=HELP["image_size"], elem_id="image-size"),
-                    "head_units": gr.Slider(8, 1024, d.head_units, step=8, label="Head units",
-                                            info=HELP["head_units"], elem_id="head-units"),
-                    "limit": gr.Number(d.limit, precision=0, minimum=0, label="Limit images per split",
-                                       info=HELP["limit"]),
-                    "augment.enabled": gr.Checkbox(True, label="Augmentation (settings of the Augment tab)"),
-                    "feature_cache": gr.Checkbox(False, label="Fast mode: feature cache", info=HELP["feature_cache"]),
-                    "unfreeze": gr.Slider(0, 4, 0, step=1, label="Unfreeze last stages", info=HELP["unfreeze"]),
-                    "weights": gr.Radio(["imagenet", "none"], value="imagenet", label="Weights",
-                                        info="imagenet (downloaded once) or none (random initialisation)",
-                                        elem_id="weights"),
-                    "allow_random_init": gr.Checkbox(False, label="Allow random initialisation",
-                                                     info=HELP["allow_random_init"], elem_id="allow-random-init"),
-                    "seed": gr.Number(d.seed, precision=0, label="Seed", info=HELP["seed"], elem_id="seed"),
-                }
-                gr.Markdown("The backbone stays in inference mode while training: its batch-norm statistics "
-                            "keep their ImageNet values instead of drifting with each small batch (the seed "
-                            "notebook's PyTorch loop let them drift).")
-        with gr.Column(scale=2):
-            progress_md = gr.Markdown("No run yet.", elem_id="train-progress")
-            queue_md = gr.Markdown(elem_id="train-queue")
-            chart = gr.Plot(label="Loss and accuracy", elem_id="train-chart")
-            log = gr.Textbox(label="Log", lines=6, max_lines=14, interactive=False, elem_id="train-log")
-            summary = gr.Dataframe(headers=["framework", "epochs", "s/epoch", "images/s", "best val acc",
-                                            "pretrained", "device"], label="Summary", interactive=False)
+                form = settings_form(d)
+        with gr.Column(scale=2, min_width=320):
+            log = gr.Textbox(label="Log (newest first)", lines=6, max_lines=14, interactive=False,
+                             elem_id="train-log")
+            results_md = gr.Markdown("Results appear here when a run finishes.", elem_id="train-results")
+            with gr.Accordion("The validation images the two models disagree on", open=False, visible=False,
+                              elem_id="disagree-box") as disagree_box:
+                disagreements = gr.Gallery(label="Disagreements (validation)", columns=3, height=300,
+                                           elem_id="disagreements")
             confusion = gr.Plot(label="Confusion matrices (validation)")
-            mistakes = gr.Gallery(label="Misclassified validation images", columns=6, height=260)
+            mistakes = gr.Gallery(label="Misclassified validation images", columns=3, height=300)
     seen = gr.State("")
     timer = gr.Timer(POLL_S)
 
@@ -494,7 +677,8 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
                        concurrency_limit=4, concurrency_id="start").then(
         lambda: "", None, seen, api_visibility="private")
     stop_button.click(stop_pressed, browser, progress_md, api_visibility="private", concurrency_limit=None)
-    outputs = [seen, progress_md, queue_md, chart, log, summary, confusion, mistakes, stop_button]
+    outputs = [seen, progress_md, queue_md, chart, accuracy, log, results_md, confusion, mistakes, disagreements,
+               disagree_box, stop_button]
     timer.tick(poll, [browser, seen], outputs, api_visibility="private", concurrency_limit=None)
     for fn, name in ((workspace_api, "workspace"), (datasets_api, "datasets"), (start_api, "start"),
                      (stop_api, "stop"), (status_api, "training_status")):
