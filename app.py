@@ -51,6 +51,7 @@ def launch_options() -> dict:
 
 
 def main() -> None:
+    shared.jobs()  # the one queue, made before any request can race to make it
     demo = build_demo()
     demo.launch(**launch_options(), prevent_thread_lock=True)
     # After the page is served: the scheduler, the sweep, and the warm training workers, whose

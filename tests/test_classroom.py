@@ -122,6 +122,18 @@ def test_a_restarted_app_finds_the_running_run_and_starts_the_waiting_ones(space
     assert restarted.unit_seconds  # finished runs feed the next estimates
 
 
+def test_a_run_handed_to_a_retiring_warm_worker_goes_back_to_the_head_of_the_queue(spaces):
+    jobs = Jobs(spaces, spaces.root / ".keep-queue", max_runs=1, command=FAKE_WORKER, warm=1)
+    a, b = spaces.create(), spaces.create()
+    jobs.schedule()  # a warm (fake) worker is waiting
+    jobs.submit(a, config())
+    jobs.submit(b, config())
+    wait_for(lambda: (jobs.schedule(), jobs.view(b).status)[1] == "done")
+    pids = [next(e["pid"] for e in jobs.view(s).events if e["type"] == "begin") for s in (a, b)]
+    assert jobs.view(a).status == "done" and pids[0] != pids[1]
+    jobs.close()
+
+
 def test_a_full_queue_says_so(spaces):
     jobs = jobs_for(spaces, max_waiting=1)
     jobs.submit(spaces.create(), config(pace_s=0.2))
@@ -136,7 +148,7 @@ def test_a_dead_worker_reads_as_failed_and_frees_its_slot(spaces):
     jobs.submit(a, config(pace_s=0.2, epochs=10))
     jobs.submit(b, config())
     wait_for(lambda: jobs.view(a).status == "running")
-    jobs.processes[jobs.running[0].run].kill()
+    jobs.processes[jobs.running[0].key].kill()
     wait_for(lambda: (jobs.schedule(), jobs.view(b).status)[1] == "done")
     view = jobs.view(a)
     assert view.status == "failed" and "ended unexpectedly" in view.error

@@ -266,7 +266,7 @@ def test_a_run_whose_folder_is_deleted_stops(tmp_path):
     run_id = jobs.submit(space, config)
     wait_until_training(jobs, space)
     shutil.rmtree(space.runs / run_id)
-    jobs.processes[run_id].wait(timeout=30)  # raises if it trains on
+    jobs.processes[(space.id, run_id)].wait(timeout=30)  # raises if it trains on
     assert not (space.models / "pytorch").exists()  # a run that was stopped saves nothing
 
 

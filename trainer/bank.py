@@ -19,10 +19,12 @@ Concurrent runs writing the same key write the same array; the last rename wins.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +52,7 @@ def digest_of(array: np.ndarray) -> str:
     cached = _digests.get(id(array))
     if cached is not None and cached[0] is array:
         return cached[1]
-    if len(_digests) >= 4:
+    if len(_digests) >= 2:  # a run's training and validation images: older ones may go
         _digests.clear()
     _digests[id(array)] = (array, digest(array))
     return _digests[id(array)][1]
@@ -87,7 +89,8 @@ class FeatureBank:
         except Exception:  # noqa: BLE001 - any damage means: not trusted, compute again
             path.unlink(missing_ok=True)
             return None
-        os.utime(path)  # recently used: evicted last
+        with contextlib.suppress(OSError):  # another run's eviction may have removed it meanwhile
+            os.utime(path)  # recently used: evicted last
         return features
 
     def put(self, key: str, features: np.ndarray) -> None:
@@ -104,6 +107,10 @@ class FeatureBank:
 
     def evict(self) -> None:
         """Remove the least recently used entries while the bank is over its size cap."""
+        for leftover in self.root.glob("*.tmp"):  # writes cut off by a killed run
+            with contextlib.suppress(OSError):
+                if time.time() - leftover.stat().st_mtime > 3600:
+                    leftover.unlink()
         entries = []
         for path in self.root.glob("*.npz"):
             try:

@@ -16,6 +16,7 @@ is recognised again by its pid; waiting runs start in order. No framework import
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -59,6 +60,11 @@ class Entry:
     queued_at: float
     started_at: float | None = None
     pid: int | None = None
+    handed: int = 0  # times handed to a worker that ended before beginning it (a retiring warm one)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.workspace, self.run
 
 
 @dataclass
@@ -95,7 +101,7 @@ class Jobs:
         # Warm workers (frameworks imported, waiting for a run): as many as runs may train at once.
         count = self.max_runs if warm is None else warm
         self.pool = WarmPool(command, count, self.state_file.parent / "warm-workers.log") if count else None
-        self.processes: dict[str, subprocess.Popen] = {}  # run id -> the worker this app started
+        self.processes: dict[tuple[str, str], subprocess.Popen] = {}  # (workspace, run) -> its worker
         self.waiting, self.running, self.unit_seconds = self._load()
 
     # ------------------------------------------------------------ state on disk
@@ -184,19 +190,27 @@ class Jobs:
             for entry in list(self.running):
                 if not self._alive(entry):
                     self.running.remove(entry)
-                    process = self.processes.pop(entry.run, None)
+                    process = self.processes.pop(entry.key, None)
                     if self.pool and process is not None:
                         self.pool.give_back(process)
-                    self._record_duration(entry)
+                    if self._never_began(entry):  # a warm worker retired with this run in its input
+                        entry.started_at, entry.pid, entry.handed = None, None, entry.handed + 1
+                        self.waiting.insert(0, entry)
+                    else:
+                        self._record_duration(entry)
                     changed = True
             while self.waiting and len(self.running) < self.max_runs:
                 entry = self.waiting.pop(0)
-                if not self.run_dir(entry).is_dir():  # its workspace was removed meanwhile
-                    changed = True
-                    continue
-                self._launch(entry)
-                self.running.append(entry)
                 changed = True
+                if not self.run_dir(entry).is_dir():  # its workspace was removed meanwhile
+                    continue
+                try:
+                    self._launch(entry)
+                except OSError as error:  # no process could be started (memory, process limits)
+                    append_event(self.run_dir(entry), {"type": "error", "message": f"could not start: {error}"})
+                    append_event(self.run_dir(entry), {"type": "finished", "status": "failed"})
+                    continue
+                self.running.append(entry)
             if changed:
                 self._save()
             if self.pool:
@@ -211,13 +225,13 @@ class Jobs:
                 process = subprocess.Popen([*self.command, str(run)], cwd=ROOT, env=worker_env(), stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True)
         entry.started_at, entry.pid = time.time(), process.pid
-        self.processes[entry.run] = process
+        self.processes[entry.key] = process
 
     def _alive(self, entry: Entry) -> bool:
         run = self.run_dir(entry)
         if any(e["type"] == "finished" for e in read_events(run)):
             return False
-        process = self.processes.get(entry.run)
+        process = self.processes.get(entry.key)
         if process is not None:
             return process.poll() is None
         return entry.pid is not None and worker_alive(entry.pid, run)
@@ -227,6 +241,12 @@ class Jobs:
         if entry.started_at and any(e.get("status") == "done" for e in events if e["type"] == "finished"):
             self.unit_seconds.append((time.time() - entry.started_at) / max(1, entry.units))
 
+    def _never_began(self, entry: Entry) -> bool:
+        """A run handed to a worker that ended without beginning it: it goes back to the queue's
+        head (twice at most: a worker that cannot begin anything fails the run instead)."""
+        events = read_events(self.run_dir(entry))
+        return entry.handed < 2 and not events and self.run_dir(entry).is_dir()
+
     def _kill_if_stuck(self, entry: Entry) -> None:
         deadline = time.monotonic() + STOP_GRACE_S
         while time.monotonic() < deadline:
@@ -234,8 +254,10 @@ class Jobs:
                 if entry not in self.running or not self._alive(entry):
                     return
             time.sleep(1)
-        if entry.pid and worker_alive(entry.pid, self.run_dir(entry)):
-            os.killpg(entry.pid, signal.SIGKILL)
+        with self.lock:  # still this run's worker? (a warm one may have moved on to another run)
+            if entry in self.running and self._alive(entry) and entry.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(entry.pid, signal.SIGKILL)
 
     # ------------------------------------------------------------ what the pages show
 
@@ -245,8 +267,8 @@ class Jobs:
         unit = recent[len(recent) // 2] if recent else DEFAULT_UNIT_S
         return START_UP_S + unit * entry.units
 
-    def _starts_in(self, now: float) -> dict[str, float]:
-        """Run id -> estimated seconds until each waiting run starts, slot by slot, in order."""
+    def _starts_in(self, now: float) -> dict[tuple[str, str], float]:
+        """(workspace, run) -> estimated seconds until each waiting run starts, slot by slot, in order."""
         free_at = []
         for entry in self.running:
             elapsed = now - (entry.started_at or now)
@@ -256,7 +278,7 @@ class Jobs:
         starts = {}
         for entry in self.waiting:
             slot = min(range(len(free_at)), key=free_at.__getitem__)
-            starts[entry.run] = free_at[slot]
+            starts[entry.key] = free_at[slot]
             free_at[slot] += self.estimate_s(entry)
         return starts
 
@@ -272,14 +294,14 @@ class Jobs:
             if not runs:
                 return RunView("", "none")
             run = runs[-1]
-            events = read_events(run)
-            waiting = [e.run for e in self.waiting]
-            if run.name in waiting:
-                start_in = self._starts_in(time.time())[run.name]
-                return RunView(run.name, "queued", events, position=waiting.index(run.name) + 1,
-                               start_in_s=start_in)
-            going = any(e.run == run.name for e in self.running)
-            return RunView(run.name, run_status(run, events, going), events, run_error(events, going))
+            events, key = read_events(run), (space.id, run.name)
+            waiting = [e.key for e in self.waiting]
+            if key in waiting:
+                return RunView(run.name, "queued", events, position=waiting.index(key) + 1,
+                               start_in_s=self._starts_in(time.time())[key])
+            going = any(e.key == key for e in self.running)
+            stopped = (run / worker.STOP).exists()
+            return RunView(run.name, run_status(run, events, going), events, run_error(events, going or stopped))
 
     def previous_events(self, space: Workspace) -> list[dict]:
         """Events of the run before the newest one that trained (the chart shows it faded)."""
@@ -307,7 +329,7 @@ def run_status(run: Path, events: list[dict], going: bool) -> str:
         if (run / worker.STOP).exists():
             return "stopping"
         return "running" if any(e["type"] == "start" for e in events) else "starting"
-    return "failed"
+    return "stopped" if (run / worker.STOP).exists() else "failed"  # killed after Stop: still a stop
 
 
 def run_error(events: list[dict], going: bool) -> str | None:

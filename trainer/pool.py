@@ -28,6 +28,7 @@ class WarmPool:
 
     def __init__(self, command: tuple[str, ...], size: int, log: Path):
         self.command, self.size, self.log = command, size, log
+        log.write_text("")  # this app's warm workers' output only (frameworks' own logging)
         self.idle: list[subprocess.Popen] = []
         self.busy = 0
 
@@ -54,8 +55,10 @@ class WarmPool:
         return None
 
     def give_back(self, process: subprocess.Popen) -> None:
+        if "--warm" not in process.args:
+            return  # a worker of the run's own: it has exited
         self.busy = max(0, self.busy - 1)
-        if "--warm" in process.args and process.poll() is None:
+        if process.poll() is None:
             self.idle.append(process)
 
     def close(self) -> None:

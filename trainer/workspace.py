@@ -16,6 +16,7 @@ import.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -40,6 +41,7 @@ class Limits:
     idle_s: float = 24 * 3600  # a workspace unvisited this long is removed
     quota_bytes: int = 2**30  # uploads + runs + models of one workspace
     total_bytes: int = 20 * 2**30  # all workspaces together (a Space's disk is 50 GB)
+    max_workspaces: int = 2000  # visitors' workspaces at once (each page visit without one makes one)
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -48,7 +50,9 @@ class Limits:
         hours = float(os.environ.get("AVP_WORKSPACE_IDLE_HOURS", 24))
         megabytes = float(os.environ.get("AVP_WORKSPACE_QUOTA_MB", 1024))
         gigabytes = float(os.environ.get("AVP_WORKSPACES_TOTAL_GB", 20))
-        return cls(idle_s=hours * 3600, quota_bytes=int(megabytes * 2**20), total_bytes=int(gigabytes * 2**30))
+        count = int(os.environ.get("AVP_MAX_WORKSPACES", 2000))
+        return cls(idle_s=hours * 3600, quota_bytes=int(megabytes * 2**20), total_bytes=int(gigabytes * 2**30),
+                   max_workspaces=count)
 
 
 def folder_bytes(folder: Path) -> int:
@@ -150,6 +154,10 @@ class Workspaces:
         self.limits = limits or Limits.from_env()
 
     def create(self) -> Workspace:
+        if len(self.all()) >= self.limits.max_workspaces:
+            self.sweep()
+            if len(self.all()) >= self.limits.max_workspaces:
+                raise QuotaExceeded("the server has as many visitors' workspaces as it can keep: try again later")
         space = Workspace(self.root / secrets.token_hex(16), self.limits)
         for folder in (space.root, space.uploads, space.runs, space.models):
             folder.mkdir(exist_ok=True)
@@ -177,8 +185,10 @@ class Workspaces:
     def _expired(self, root: Path, now: float) -> bool:
         try:
             seen = (root / SEEN).stat().st_mtime
-        except OSError:
-            return True  # a half-made workspace (a crash between mkdir and touch)
+        except OSError:  # being made right now, or half-made by a crash long ago
+            with contextlib.suppress(OSError):
+                return now - root.stat().st_mtime > 3600
+            return True
         return now - seen > self.limits.idle_s
 
     def sweep(self, in_use: Callable[[str], bool] = lambda workspace_id: False,

@@ -12,6 +12,7 @@ import functools
 import os
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from pathlib import Path
 
@@ -60,10 +61,13 @@ def start_background_work() -> threading.Event:
     def loop():
         last_sweep = 0.0
         while not stop.wait(1.0):
-            if time.monotonic() - last_sweep > SWEEP_EVERY_S or not last_sweep:
-                workspaces().sweep(in_use=jobs().in_use)
-                last_sweep = time.monotonic()
-            jobs().schedule()
+            try:
+                if time.monotonic() - last_sweep > SWEEP_EVERY_S or not last_sweep:
+                    last_sweep = time.monotonic()
+                    workspaces().sweep(in_use=jobs().in_use)
+                jobs().schedule()
+            except Exception:  # noqa: BLE001 - the one scheduler must outlive any one failure
+                traceback.print_exc()
     threading.Thread(target=loop, name="avp-scheduler", daemon=True).start()
     return stop
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -156,7 +157,7 @@ def describe(dataset: data.DataSet, name: str) -> str:
         lines.append(f"- {label}: {len(getattr(dataset, split))} images ({counts})")
     lines += [f"- note: {text.md(note)}" for note in dataset.notes]
     if dataset.skipped:
-        names = ", ".join(f"`{text.plain(relative(p, dataset.root), 80)}` ({text.md(why)})"
+        names = ", ".join(f"{text.md(relative(p, dataset.root), 80)} ({text.md(why)})"
                           for p, why in dataset.skipped[:10])
         lines.append(f"- skipped {len(dataset.skipped)} unreadable file(s): {names}")
     return "\n".join(lines)
@@ -180,12 +181,13 @@ def check_data(workspace_id: str | None, dataset: str | None) -> str:
     space = page_workspace(workspace_id)
     if not dataset:
         return "No data set yet: upload a .zip of class folders, or use **Download the AvP images**."
+    folder = None
     try:
         folder = shared.dataset_path(dataset, space)
         return describe(data.discover(folder), dataset.partition("/")[2])
     except ValueError as error:
         problems = error if isinstance(error, data.DataError) else data.DataError([str(error)])
-        return problems_text(dataset.partition("/")[2], problems, locals().get("folder"))
+        return problems_text(dataset.partition("/")[2], problems, folder)
 
 
 def upload_zip(workspace_id: str | None, path: str | None):
@@ -218,7 +220,7 @@ def unpack(space: Workspace, zip_path: Path) -> tuple[Path, str]:
     extracted = archive.extract_zip(zip_path, incoming, max_total_bytes=budget)
     folder = space.upload_folder(zip_path.name)
     extracted.root.replace(folder)
-    skipped = "".join(f"\n- skipped zip entry `{text.plain(entry, 80)}`: {text.md(why)}"
+    skipped = "".join(f"\n- skipped zip entry {text.md(entry, 80)}: {text.md(why)}"
                       for entry, why in extracted.skipped[:10])
     return folder, skipped
 
@@ -510,6 +512,7 @@ def plot(kind, frame, **settings):
 
 
 _rendered: OrderedDict[tuple, dict] = OrderedDict()  # the last views rendered, by what they show
+_rendered_lock = threading.Lock()
 
 
 def render(space: Workspace, view: RunView, overview: dict, with_results: bool = True) -> dict:
@@ -517,8 +520,10 @@ def render(space: Workspace, view: RunView, overview: dict, with_results: bool =
     Without results (a run going, the page already showing them) the last finished run's stay."""
     key = (space.id, view.run_id, len(view.events), view.status, view.position,
            round((view.start_in_s or 0) / 5), tuple(overview.values()), with_results)
-    if key in _rendered:
-        return _rendered[key]
+    with _rendered_lock:  # polls of many visitors run at once
+        cached = _rendered.get(key)
+    if cached is not None:
+        return cached
     points = sum(e["type"] in ("batch", "epoch") for e in view.events)
     loss, accuracy = charts.training_frames(view.events, shared.jobs().previous_events(space))
     parts = {
@@ -528,9 +533,10 @@ def render(space: Workspace, view: RunView, overview: dict, with_results: bool =
         "log": log_text(view.events), "stop": gr.Button(interactive=view.active),
         **(results_parts(space, view) if with_results else dict.fromkeys(RESULTS, gr.skip())),
     }
-    _rendered[key] = parts
-    while len(_rendered) > 64:
-        _rendered.popitem(last=False)
+    with _rendered_lock:
+        _rendered[key] = parts
+        while len(_rendered) > 16:  # a view holds plots and galleries: keep few
+            _rendered.popitem(last=False)
     return parts
 
 
@@ -581,7 +587,8 @@ def status_api(workspace: str) -> dict:
     pick = lambda kind: [e for e in view.events if e["type"] == kind]  # noqa: E731
     public = ("framework", "val_accuracy", "best_val_accuracy", "seconds_per_epoch", "images_per_s",
               "pretrained", "device", "precision", "stopped", "classes")
-    return {"run_id": view.run_id, "status": view.status, "error": view.error, "position": view.position,
+    return {"run_id": view.run_id, "status": view.status, "position": view.position,
+            "error": for_page(view.error) if view.error else None,
             "start_in_s": view.start_in_s, "queue": shared.jobs().overview(), "batches": len(pick("batch")),
             "epochs": pick("epoch"), "time": time.time(),
             "summaries": [{**{k: e[k] for k in public if k in e}, "saved": bool(e.get("saved_to"))}

@@ -27,5 +27,14 @@ def main(run: Path) -> int:
     return 0
 
 
+def retiring_warm_worker() -> int:
+    """As `python -m trainer.worker --warm` on its last run: trains the first run it is given,
+    takes a moment to exit, and loses the run it is handed meanwhile."""
+    main(Path(sys.stdin.readline().strip()))
+    time.sleep(0.5)
+    sys.stdin.readline()
+    return 0
+
+
 if __name__ == "__main__":
-    raise SystemExit(main(Path(sys.argv[1])))
+    raise SystemExit(retiring_warm_worker() if sys.argv[1] == "--warm" else main(Path(sys.argv[1])))
