@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from trainer import data, loop, store, weights
 from trainer.augment import AugmentConfig
@@ -188,6 +189,20 @@ def test_augmentation_previews_report_the_values_drawn(framework):
     assert len({out.tobytes() for out, _ in samples}) == 6
     again = backend(framework).augment_samples(image, aug, 6, seed=0)
     assert [d for _, d in again] == [d for _, d in samples]
+
+
+def test_both_frameworks_preview_what_training_draws_and_agree():
+    """The Augment tab's two columns draw training's values (view 0 of images 0..n-1), the same in
+    both frameworks, and so give the same pixels (up to rounding and the fill's edge)."""
+    from trainer import augment
+    grid = np.random.default_rng(1).random((6, 8, 3)) * 255
+    image = np.asarray(Image.fromarray(grid.astype(np.uint8)).resize((64, 48), Image.BILINEAR))
+    aug = AugmentConfig(rotation_deg=15, shift=0.1)
+    keras, torch = (backend(fw).augment_samples(image, aug, 4, seed=3) for fw in ("keras", "pytorch"))
+    expected = [augment.describe(augment.draw(aug, 3, 0, range(4), 64, 48), i, aug) for i in range(4)]
+    assert [d for _, d in keras] == [d for _, d in torch] == expected
+    for (ours, _), (theirs, _) in zip(keras, torch):
+        assert np.abs(ours.astype(int) - theirs.astype(int)).mean() < 2
 
 
 @pytest.mark.parametrize("values", [

@@ -85,3 +85,13 @@ def draw(aug: AugmentConfig, seed: int, view: int, indices, width: int, height: 
             "rotation_deg": between(2, -aug.rotation_deg, aug.rotation_deg),
             "zoom": between(3, aug.zoom_min, aug.zoom_max), "shear_deg": between(4, -aug.shear_deg, aug.shear_deg),
             "shift_px": shift}
+
+
+def describe(drawn: dict, i: int, aug: AugmentConfig) -> dict:
+    """The values image `i` drew (from `draw`), rounded for people; only those of enabled settings."""
+    values = {"hflip": bool(drawn["hflip"][i]) if aug.hflip else None,
+              "vflip": bool(drawn["vflip"][i]) if aug.vflip else None,
+              "rotation_deg": round(float(drawn["rotation_deg"][i]), 1) if aug.rotation_deg else None,
+              "shift_px": [int(v) for v in drawn["shift_px"][i]] if aug.shift else None,
+              "zoom": round(float(drawn["zoom"][i]), 3), "shear_deg": round(float(drawn["shear_deg"][i]), 1)}
+    return {key: value for key, value in values.items() if value is not None}

@@ -79,29 +79,17 @@ def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> keras.layers
 
 
 def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int):
-    """`count` augmented copies of one uint8 HWC image, with the random values drawn for each.
-
-    Draws with the layer's own `get_random_transformation` and applies with `transform_images`,
-    exactly what calling it does, so the values shown are the ones applied.
-    """
+    """`count` augmented copies of one uint8 HWC image, with the values each drew: the values
+    training draws (trainer.augment.draw, view 0 of images 0..count-1), applied as training applies
+    them, so the preview shows what training does. Both frameworks draw the same values."""
     if not aug.enabled:
         return [(image.copy(), {}) for _ in range(count)]
-    layer = build_augmenter(aug)
+    height, width = image.shape[:2]
+    drawn = augment.draw(aug, seed, 0, range(count), width, height)
     batch = tf.convert_to_tensor(np.repeat(image[None], count, axis=0))
-    drawn = {key: np.asarray(value) for key, value in
-             layer.get_random_transformation(batch, seed=keras.random.SeedGenerator(seed)).items()}
-    images = np.clip(np.round(layer.transform_images(batch, drawn).numpy()), 0, 255).astype(np.uint8)
-    return [(out, _describe_drawn(drawn, i, aug)) for i, out in enumerate(images)]
-
-
-def _describe_drawn(drawn: dict, i: int, aug: AugmentConfig) -> dict:
-    """The values image `i` drew, in AugmentConfig's units; only those of enabled settings."""
-    values = {"hflip": bool(drawn["hflip"][i]) if aug.hflip else None,
-              "vflip": bool(drawn["vflip"][i]) if aug.vflip else None,
-              "rotation_deg": round(float(drawn["rotation_deg"][i]), 1) if aug.rotation_deg else None,
-              "shift_px": [int(v) for v in drawn["shift_px"][i]] if aug.shift else None,
-              "zoom": round(float(drawn["zoom"][i]), 3), "shear_deg": round(float(drawn["shear_deg"][i]), 1)}
-    return {key: value for key, value in values.items() if value is not None}
+    tensors = {key: tf.constant(value, _DRAWN_SIGNATURE[key].dtype) for key, value in drawn.items()}
+    images = np.clip(np.round(build_augmenter(aug).transform_images(batch, tensors).numpy()), 0, 255)
+    return [(out.astype(np.uint8), augment.describe(drawn, i, aug)) for i, out in enumerate(images)]
 
 
 def preprocess(images: np.ndarray, device: str = "cpu") -> tf.Tensor:

@@ -79,36 +79,15 @@ def build_augmenter(aug: AugmentConfig, seed: int | None = None) -> v2.Compose:
 
 
 def augment_samples(image: np.ndarray, aug: AugmentConfig, count: int, seed: int):
-    """`count` augmented copies of one uint8 HWC image, with the random values drawn for each.
-
-    Draws as RandomHorizontalFlip / RandomVerticalFlip / RandomAffine do, through their own
-    `get_params`, so the values shown are the ones applied.
-    """
-    chw = torch.tensor(image).permute(2, 0, 1)  # a copy: the caller's array may be read-only
+    """`count` augmented copies of one uint8 HWC image, with the values each drew: the values
+    training draws (trainer.augment.draw, view 0 of images 0..count-1), applied as training applies
+    them, so the preview shows what training does. Both frameworks draw the same values."""
+    if not aug.enabled:
+        return [(image.copy(), {}) for _ in range(count)]
     height, width = image.shape[:2]
-    samples = []
-    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
-        torch.manual_seed(seed)
-        for _ in range(count if aug.enabled else 0):
-            out, drawn = chw, {}
-            if aug.hflip:
-                drawn["hflip"] = bool(torch.rand(1) < 0.5)
-                out = F.horizontal_flip(out) if drawn["hflip"] else out
-            if aug.vflip:
-                drawn["vflip"] = bool(torch.rand(1) < 0.5)
-                out = F.vertical_flip(out) if drawn["vflip"] else out
-            angle, (tx, ty), scale, shear = v2.RandomAffine.get_params(
-                [-aug.rotation_deg, aug.rotation_deg], [aug.shift, aug.shift] if aug.shift else None,
-                [aug.zoom_min, aug.zoom_max], [-aug.shear_deg, aug.shear_deg], [width, height])
-            out = F.affine(out, angle=angle, translate=[tx, ty], scale=scale, shear=list(shear),
-                           interpolation=v2.InterpolationMode.BILINEAR, fill=0)
-            drawn.update(zoom=round(float(scale), 3), shear_deg=round(float(shear[0]), 1))
-            if aug.rotation_deg:
-                drawn["rotation_deg"] = round(float(angle), 1)
-            if aug.shift:
-                drawn["shift_px"] = [int(tx), int(ty)]
-            samples.append((out.permute(1, 2, 0).numpy(), drawn))
-    return samples or [(image.copy(), {}) for _ in range(count)]
+    drawn = augment.draw(aug, seed, 0, range(count), width, height)
+    images = _apply_views(torch.tensor(image).permute(2, 0, 1).expand(count, -1, -1, -1), drawn)
+    return [(out.permute(1, 2, 0).numpy(), augment.describe(drawn, i, aug)) for i, out in enumerate(images)]
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
