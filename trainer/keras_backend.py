@@ -275,13 +275,14 @@ _DRAWN_SIGNATURE = {"hflip": tf.TensorSpec((None,), tf.bool), "vflip": tf.Tensor
 
 def _drawn_tensors(config: TrainConfig, view: int, index: np.ndarray, width: int, height: int,
                    augmented: bool) -> dict:
-    """View `view`'s values for the images at `index` as the graphs take them (unused, all
-    identity values, when nothing is augmented)."""
-    if augmented:
-        drawn = augment.draw(config.augment, config.seed, view, index, width, height)
-    else:
-        drawn = augment.draw(AugmentConfig(enabled=False, shear_deg=0, zoom_min=1, zoom_max=1, hflip=False),
-                             0, 0, index, width, height)
+    """View `view`'s values for the images at `index` as the graphs take them (identity values,
+    unused, when nothing is augmented)."""
+    if not augmented:
+        count = len(index)
+        return {"hflip": tf.zeros((count,), tf.bool), "vflip": tf.zeros((count,), tf.bool),
+                "rotation_deg": tf.zeros((count,)), "zoom": tf.ones((count,)), "shear_deg": tf.zeros((count,)),
+                "shift_px": tf.zeros((count, 2))}
+    drawn = augment.draw(config.augment, config.seed, view, index, width, height)
     return {key: tf.constant(value, _DRAWN_SIGNATURE[key].dtype) for key, value in drawn.items()}
 
 
