@@ -201,8 +201,8 @@ def upload_zip(workspace_id: str | None, path: str | None):
     except (data.DataError, QuotaExceeded) as error:
         problems = error if isinstance(error, data.DataError) else data.DataError([str(error)])
         return gr.skip(), problems_text(name, problems)
-    finally:
-        Path(path).unlink(missing_ok=True)  # gradio's copy of the upload: the workspace has its own
+    # Gradio's copy of the upload stays for its hourly cache cleaning: it is stored by content, so
+    # another visitor who uploads the same file at the same moment is handed the same copy.
     try:
         dataset = data.discover(folder)
     except data.DataError as error:
