@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,14 +57,16 @@ class Limits:
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of the regular files under `folder` (links are not followed)."""
+    """Bytes of the regular files under `folder` (links not followed). Other visitors' folders
+    come and go meanwhile: what vanishes is skipped (os.walk ignores such errors)."""
     total = 0
-    for path in folder.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink():
-                total += path.stat().st_size
-        except OSError:  # removed while we walked
-            pass
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            total += info.st_size if stat.S_ISREG(info.st_mode) else 0
     return total
 
 
