@@ -155,3 +155,22 @@ def test_the_frameworks_maps_agree_on_one_network():
     # One network, float32 in both: the maps differ by rounding and by the border's padding value
     # (measured: correlation 0.9999+); a layer or stride mis-copied gives far less.
     assert correlations and min(correlations) > 0.99
+
+
+def test_overlay_colours_hot_places_red_and_keeps_the_image_elsewhere():
+    from ui import explain
+    image = np.full((32, 32, 3), 100, np.uint8)
+    heatmap = np.zeros((32, 32), np.float32)
+    heatmap[:16] = 1
+    shown = explain.overlay(image, heatmap)
+    assert shown.shape == (explain.SHOWN_SIZE, explain.SHOWN_SIZE, 3) and shown.dtype == np.uint8
+    hot, cold = shown[10, 100], shown[-10, 100]
+    assert hot[0] > hot[2] and cold[2] > cold[0]  # jet: red where 1, blue where 0
+
+
+def test_downloaded_metadata_names_no_server_file():
+    from ui import explain
+    metadata = {"classes": ["a"], "saved_to": "/srv/x", "misclassified": [{"path": "/srv/data/1.jpg"}],
+                "config": {"data_dir": "/srv/data", "out_dir": "/srv/models", "image_size": 32}}
+    public = explain.public_metadata(metadata)
+    assert "/srv" not in str(public) and public["config"]["image_size"] == 32 and public["classes"] == ["a"]
