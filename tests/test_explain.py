@@ -174,3 +174,28 @@ def test_downloaded_metadata_names_no_server_file():
                 "config": {"data_dir": "/srv/data", "out_dir": "/srv/models", "image_size": 32}}
     public = explain.public_metadata(metadata)
     assert "/srv" not in str(public) and public["config"]["image_size"] == 32 and public["classes"] == ["a"]
+
+
+def test_downloads_come_only_from_the_reference_folder_or_the_visitors_own(tmp_path, monkeypatch):
+    import json
+    import zipfile
+
+    import gradio as gr
+
+    from ui import predict_tab, shared
+    reference = tmp_path / "reference" / "keras"
+    reference.mkdir(parents=True)
+    (reference / "model.keras").write_bytes(b"weights")
+    (reference / "metadata.json").write_text(json.dumps(
+        {"classes": ["a", "b"], "saved_to": "/srv/models/keras", "config": {"image_size": 32, "data_dir": "/srv"}}))
+    monkeypatch.setattr(shared, "MODELS_DIR", reference.parent)
+    monkeypatch.setattr(gr.utils, "get_upload_folder", lambda: str(tmp_path / "cache"))
+    assert [value for _, value in predict_tab.download_choices(None).choices] == ["reference/keras"]
+    archive = predict_tab.download_model(None, "reference/keras")
+    assert archive.startswith(str(tmp_path / "cache"))
+    with zipfile.ZipFile(archive) as opened:
+        assert sorted(opened.namelist()) == ["metadata.json", "model.keras", "predict_keras.py"]
+        assert "/srv" not in opened.read("metadata.json").decode()
+    for refused in ("yours/keras", "reference/pytorch", "../keras", "reference/../../etc", None):
+        with pytest.raises(gr.Error):
+            predict_tab.download_model(None, refused)
