@@ -63,7 +63,7 @@ def test_heatmap_mass_lies_where_the_evidence_is(framework):
     assert cams.min() >= 0 and np.allclose(cams.reshape(16, -1).max(1), 1)
     mass = evidence_mass(cams, sides)
     print(f"{framework}: {mass:.3f} of the heatmaps' mass in the square's half")
-    assert mass > 0.75  # 0.5: no localisation; measured 0.87-0.89
+    assert mass > 0.75  # 0.5: no localisation; measured 0.85 (Keras) and 0.87 (PyTorch)
 
 
 def torch_to_keras(torch_model, keras_model) -> None:
@@ -131,29 +131,35 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_the_frameworks_maps_agree_on_one_network():
-    config = TrainConfig(data_dir="", weights="none", image_size=SIZE, head_units=64)
+    config = TrainConfig(data_dir="", weights="none", image_size=SIZE, head_units=64, precision="float32",
+                         epochs=30, batch_size=16, lr=1e-3, feature_cache=True)
     torch_module, keras_module = backend("pytorch"), backend("keras")
     torch_model, _ = torch_module.build_model(2, config)
     glorot_backbone(torch_model)
     randomise_batch_norm(torch_model)
+    x_train, y_train, _ = square_images(64, seed=0)  # a trained head: maps with more than one peak
+    torch_module.train(torch_model, Arrays(["white", "black"], x_train, y_train, x_train[:0], y_train[:0], []), config)
     keras_model, _ = keras_module.build_model(2, config)
     torch_to_keras(torch_model, keras_model)
     noise = np.random.default_rng(3).integers(-60, 60, (8, SIZE, SIZE, 3))
     images = np.clip(square_images(8, seed=2)[0] + noise, 0, 255).astype(np.uint8)
     probabilities = torch_module.predict_proba(torch_model, images)
-    np.testing.assert_allclose(keras_module.predict_proba(keras_model, images), probabilities, atol=1e-3)
+    np.testing.assert_allclose(keras_module.predict_proba(keras_model, images), probabilities, atol=1e-5)
     correlations = []
     for class_index in (None, 0, 1):  # each image's predicted class, then each class
         torch_cams = torch_module.gradcam(torch_model, images, class_index)
         keras_cams = keras_module.gradcam(keras_model, images, class_index)
-        if torch_cams.max() == 0:  # a random head may give a class no positive evidence anywhere
+        if torch_cams.max() == 0:  # a class may have no positive evidence anywhere
             assert keras_cams.max() < 0.01
             continue
         correlations.append(pearson(torch_cams, keras_cams))
         print(f"class {class_index}: correlation {correlations[-1]:.5f}, "
-              f"largest difference {np.abs(torch_cams - keras_cams).max():.1e}")
-    # One network, float32 in both: the maps differ by rounding and by the border's padding value
-    # (measured: correlation 0.9999+); a layer or stride mis-copied gives far less.
+              f"largest difference {np.abs(torch_cams - keras_cams).max():.1e}, "
+              f"heat on {(torch_cams > 0.01).mean():.0%} of the pixels")
+    # One network, float32 in both: the maps differ only by rounding and by the border's padding
+    # value (measured: correlation 1.00000, largest difference 5e-5). 0.99 leaves room for other
+    # kernels on other machines; a structural slip does not pass (strides left where torchvision
+    # has them: 0.76).
     assert correlations and min(correlations) > 0.99
 
 
