@@ -272,3 +272,15 @@ def test_unfreeze_trains_only_the_last_stages(framework, tiny_config, arrays):
     assert np.isfinite(result["history"][0]["train_loss"])
     assert np.array_equal(before[3], backbone_weights(framework, model, 3))  # still frozen
     assert not np.array_equal(before[4], backbone_weights(framework, model, 4))  # trained
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_gradcam_gives_one_map_per_image_at_its_resolution(framework, tiny_config):
+    module = backend(framework)
+    model, _ = module.build_model(2, tiny_config)
+    images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    for class_index in (None, 0, 1):
+        cams = module.gradcam(model, images, class_index)
+        assert cams.shape == (3, 32, 32) and cams.dtype == np.float32
+        assert cams.min() >= 0 and cams.max() <= 1 + 1e-6
+    assert module.gradcam(model, images[:0]).shape == (0, 32, 32)

@@ -84,6 +84,10 @@ class Backend(Protocol):
     def predict_proba(self, model: Model, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes), float32, for NHWC images."""
 
+    def gradcam(self, model: Model, images: np.ndarray, class_index: int | None = None) -> np.ndarray:
+        """Grad-CAM heatmaps (N, H, W) in [0, 1] at the images' resolution, from the last ResNet
+        stage, for `class_index` (None: each image's predicted class)."""
+
     # ---------------------------------------------------------------- save and load
 
     def save(self, model: Model, models_dir: str | Path, metadata: dict) -> Path:

@@ -1,4 +1,7 @@
-"""The Keras and the PyTorch code that build exactly the current augmentation pipeline.
+"""The code the app shows and hands out: the Keras and the PyTorch augmentation pipelines, both
+Grad-CAM implementations, and a "load it and predict" script per downloaded model.
+
+The augmentation code builds exactly the current augmentation pipeline.
 
 Shown in the app's Augment tab, updating with its controls; runnable as shown (given an
 `image.jpg`). Built from the same AugmentConfig as the backends' own pipelines; the Keras one
@@ -8,6 +11,7 @@ framework import.
 
 from __future__ import annotations
 
+import ast
 import functools
 from pathlib import Path
 
@@ -88,4 +92,93 @@ image = v2.functional.pil_to_tensor(image)
 batch = torch.stack([augment(image) for _ in range({count})])  # each copy gets its own random values
 inputs = normalize(batch)
 print(inputs.shape)
+'''
+
+
+# ---------------------------------------------------------------- Grad-CAM and take-home scripts
+
+BACKEND_FILES = {"keras": "keras_backend.py", "pytorch": "torch_backend.py"}
+GRADCAM_FUNCTIONS = ("gradcam", "_cam_stage", "_logits", "_scaled")  # those a backend defines
+
+
+@functools.cache
+def gradcam_source(framework: str) -> str:
+    """The backend's own `gradcam` and its helpers, read as text (no framework import): what the
+    Predict tab's code panel shows, so the page shows the code that made the heatmaps."""
+    source = (Path(__file__).parent / BACKEND_FILES[framework]).read_text()
+    tree = ast.parse(source)
+    parts = [ast.get_source_segment(source, node) for node in tree.body
+             if isinstance(node, ast.FunctionDef) and node.name in GRADCAM_FUNCTIONS]
+    return "\n\n\n".join(parts) + "\n"
+
+
+_LOAD_IMAGE = '''
+def load_image(path):
+    """As the app decodes: EXIF orientation applied, transparency on white, RGB, squashed to
+    SIZE x SIZE (bilinear): uint8 HWC."""
+    image = ImageOps.exif_transpose(Image.open(path))
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    image = image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def report(paths, probabilities):
+    for path, row in zip(paths, probabilities):
+        print(json.dumps({"image": path, "probabilities": dict(zip(CLASSES, map(float, row)))}))
+'''
+
+
+def predict_script(framework: str, metadata: dict) -> str:
+    """A standalone script that loads the downloaded model beside it and prints, per image given on
+    the command line, one JSON line of class probabilities, preprocessed exactly as the app does."""
+    config = metadata["config"]
+    header = (f'CLASSES = {list(map(str, metadata["classes"]))!r}\n'
+              f'SIZE = {int(config["image_size"])}  # pixels a side, as the model was trained\n')
+    body = _keras_predict() if framework == "keras" else _torch_predict(
+        int(config["head_units"]), metadata.get("precision") == "bfloat16")
+    return (f'"""Load the {framework} model in this folder and predict: python predict_{framework}.py IMAGE...'
+            f'\n\nPrints one JSON line per image with its class probabilities."""\n\n'
+            f'import json\nimport sys\n\nimport numpy as np\nfrom PIL import Image, ImageOps\n\n'
+            f'{header}{_LOAD_IMAGE}\n{body}')
+
+
+def _keras_predict() -> str:
+    return '''
+if __name__ == "__main__":
+    import keras
+
+    model = keras.saving.load_model("model.keras", safe_mode=True, compile=False)  # ends in a softmax
+    images = np.stack([load_image(path) for path in sys.argv[1:]]).astype("float32")
+    inputs = keras.applications.resnet50.preprocess_input(images)  # caffe: BGR, ImageNet mean subtracted
+    report(sys.argv[1:], np.asarray(model(inputs, training=False)))
+'''
+
+
+def _torch_predict(head_units: int, bfloat16: bool) -> str:
+    """The app's way: channels-last, the backbone in bfloat16 where the model was trained so (CPU
+    autocast here), the head in float32."""
+    mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+    return f'''
+if __name__ == "__main__":
+    import torch
+    import torchvision
+    from torch import nn
+
+    model = torchvision.models.resnet50(weights=None)
+    model.fc = nn.Sequential(nn.Linear(2048, {head_units}), nn.ReLU(), nn.Linear({head_units}, len(CLASSES)))
+    model.load_state_dict(torch.load("model.pt", map_location="cpu", weights_only=True))
+    model = model.eval().to(memory_format=torch.channels_last)
+    head, model.fc = model.fc, nn.Identity()
+    images = torch.from_numpy(np.stack([load_image(path) for path in sys.argv[1:]])).permute(0, 3, 1, 2)
+    mean = torch.tensor({mean}).view(1, 3, 1, 1)
+    std = torch.tensor({std}).view(1, 3, 1, 1)
+    inputs = ((images.float() / 255 - mean) / std)  # 0-1, then the ImageNet mean and std
+    inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled={bfloat16}):  # as the model was trained
+            features = model(inputs)
+        logits = head(features.float())
+    report(sys.argv[1:], logits.softmax(1).numpy())
 '''

@@ -40,6 +40,7 @@ from trainer.keras_affine import RandomAffine
 FRAMEWORK = "keras"
 _STAGES = ("conv2", "conv3", "conv4", "conv5")  # ResNet stages (layer name prefixes), input to output
 _EVAL_BATCH = 64
+_CAM_LAYER = "conv5_block3_out"  # the last ResNet stage's output, as torchvision's layer4
 
 
 # ---------------------------------------------------------------- device
@@ -304,6 +305,47 @@ def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray, feature
 def predict_proba(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """Class probabilities (N, classes) for uint8 NHWC images."""
     return _head(model, features_of(model, images)).numpy().astype(np.float32)
+
+
+def gradcam(model: keras.Model, images: np.ndarray, class_index: int | None = None) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al. 2017): the last stage's channels weighted by the mean gradient of
+    the class score, ReLU, upsampled to the images and scaled to [0, 1] per image. The score is the
+    logit before the softmax, as in the paper (the softmax would mix in the other classes)."""
+    if not len(images):
+        return np.zeros((0, *images.shape[1:3]), np.float32)
+    stage = _cam_stage(model)
+    inputs = _normalise(images)
+    with tf.GradientTape() as tape:
+        activation = tf.cast(stage(inputs, training=False), tf.float32)
+        tape.watch(activation)
+        logits = _logits(model, model.get_layer("avg_pool")(activation))
+        chosen = tf.argmax(logits, 1) if class_index is None else tf.fill([len(images)], class_index)
+        score = tf.gather(logits, chosen, axis=1, batch_dims=1)
+    gradients = tape.gradient(score, activation)  # (N, h, w, C)
+    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * activation, axis=-1, keepdims=True))
+    cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")[..., 0].numpy()
+    return _scaled(cam)
+
+
+def _cam_stage(model: keras.Model) -> keras.Model:
+    """The backbone up to `_CAM_LAYER`, as one model sharing the trained weights (not kept on the
+    model: Keras would track it as a sublayer and save it with the model)."""
+    base = model.get_layer("resnet50")
+    return keras.Model(base.input, base.get_layer(_CAM_LAYER).output)
+
+
+def _logits(model: keras.Model, features) -> tf.Tensor:
+    """The head's scores before its softmax: the output layer's kernel and bias applied by hand."""
+    hidden = tf.cast(model.get_layer("head_hidden")(features), tf.float32)
+    output = model.get_layer("head_output")
+    return tf.matmul(hidden, tf.cast(output.kernel, tf.float32)) + tf.cast(output.bias, tf.float32)
+
+
+def _scaled(cam: np.ndarray) -> np.ndarray:
+    """Each map divided by its maximum (an all-zero map stays zero), as float32."""
+    peak = cam.reshape(len(cam), -1).max(1).reshape(-1, 1, 1)
+    return (cam / np.maximum(peak, 1e-12)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- save and load

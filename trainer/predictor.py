@@ -72,6 +72,20 @@ class Predictor:
     def predict_file(self, path: str | Path) -> dict[str, dict]:
         return self.predict(data.load_rgb(path))
 
+    def explain(self, image_rgb, rank: int = 0) -> dict[str, dict]:
+        """One decoded PIL RGB image -> framework -> {"class": name, "heatmap": (size, size) in
+        [0, 1], "image": the uint8 image the model saw}: Grad-CAM for each model's `rank`-th most
+        probable class (0: its prediction, 1: the runner-up)."""
+        results = {}
+        for framework, (model, metadata, _) in sorted(self.loaded.items()):
+            array = data.to_array(image_rgb, metadata["config"]["image_size"])
+            module = backend(framework)
+            order = np.argsort(-module.predict_proba(model, array[None])[0])
+            chosen = int(order[min(rank, len(order) - 1)])
+            results[framework] = {"class": metadata["classes"][chosen], "image": array,
+                                  "heatmap": module.gradcam(model, array[None], chosen)[0]}
+        return results
+
 
 
 def warm_up(framework: str, model, metadata: dict) -> None:

@@ -299,6 +299,43 @@ def predict_proba(model: nn.Module, images: np.ndarray) -> np.ndarray:
         return model.fc(features_of(model, images)).float().softmax(1).cpu().numpy()
 
 
+def gradcam(model: nn.Module, images: np.ndarray, class_index: int | None = None) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al. 2017): layer4's channels weighted by the mean gradient of the
+    class logit, ReLU, upsampled to the images and scaled to [0, 1] per image. A forward hook keeps
+    layer4's output, made a leaf that requires grad, so autograd stops there: no gradient flows
+    into the frozen backbone."""
+    if not len(images):
+        return np.zeros((0, *images.shape[1:3]), np.float32)
+    device = next(model.parameters()).device
+    kept = {}
+
+    def keep(module, inputs, output):
+        kept["activation"] = output if output.requires_grad else output.detach().requires_grad_()
+        return kept["activation"]
+
+    hook = model.layer4.register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            logits = model(_normalise(_to_tensor(images).to(device)))
+            chosen = logits.argmax(1) if class_index is None else torch.full((len(images),), class_index,
+                                                                              device=device)
+            score = logits.gather(1, chosen[:, None]).sum()
+            gradients, = torch.autograd.grad(score, kept["activation"])  # (N, C, h, w)
+    finally:
+        hook.remove()
+    activation = kept["activation"].detach()
+    weights = gradients.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * activation).sum(1, keepdim=True))
+    cam = nn.functional.interpolate(cam, size=images.shape[1:3], mode="bilinear", align_corners=False)
+    return _scaled(cam[:, 0].cpu().numpy())
+
+
+def _scaled(cam: np.ndarray) -> np.ndarray:
+    """Each map divided by its maximum (an all-zero map stays zero), as float32."""
+    peak = cam.reshape(len(cam), -1).max(1).reshape(-1, 1, 1)
+    return (cam / np.maximum(peak, 1e-12)).astype(np.float32)
+
+
 # ---------------------------------------------------------------- save and load
 
 def save(model: nn.Module, models_dir: str | Path, metadata: dict) -> Path:

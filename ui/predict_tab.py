@@ -1,5 +1,8 @@
 """Predict tab: drop in images; per framework, the Space's reference model and the visitor's own
 latest model side by side, with where they disagree, each model's latency and each model's card.
+On request (Explain), each model's Grad-CAM heatmap over each image, for its predicted or its
+runner-up class, with both frameworks' Grad-CAM code; and any model to take home (a zip with a
+script that loads it and predicts).
 
 Reference models (`AVP_MODELS_DIR`) are the Space owner's, trained with the CLI; the app never
 writes them, so a first-time visitor can predict at once. A visitor's own models are those of their
@@ -12,14 +15,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from trainer import FRAMEWORKS, data
+from trainer import FRAMEWORKS, codegen, data, store
 from trainer.constants import MAX_IMAGE_SIZE
-from ui import shared, text
+from ui import explain, shared, text
 
 MAX_IMAGES = 12
 MAX_REQUEST_PIXELS = 120_000_000  # declared pixels one request may make the server decode (3 at the cap)
 NAMES = {"keras": "Keras", "pytorch": "PyTorch"}
 SOURCES = {"reference": "reference model", "yours": "your model"}
+CLASS_CHOICES = [("predicted class", 0), ("runner-up class", 1)]  # a rank in each model's probabilities
 
 
 def model_sets(workspace_id: str | None) -> dict[str, Path]:
@@ -62,9 +66,26 @@ def model_cards(workspace_id: str | None = None) -> str:
 def predict_files(workspace_id: str | None, paths: list | None) -> list[dict]:
     """Per image: its name, and per model set ("reference", "yours") each framework's probabilities
     and seconds; or an error naming the image."""
-    paths = [p if isinstance(p, str) else getattr(p, "path", None) or p.name for p in (paths or [])][:MAX_IMAGES]
+    paths = file_paths(paths)
     if not paths:
         raise gr.Error("Add one or more images first.")
+    predictors = loaded_predictors(workspace_id)
+    results = []
+    for path, name, image, error in decoded(paths):
+        if image is None:
+            results.append({"image": name, "error": error})
+        else:
+            results.append({"image": name, "file": path, **{s: p.predict(image) for s, p in predictors.items()}})
+    return results
+
+
+def file_paths(paths: list | None) -> list[str]:
+    """The server paths of a File component's value (strings or FileData), at most MAX_IMAGES."""
+    return [p if isinstance(p, str) else getattr(p, "path", None) or p.name for p in (paths or [])][:MAX_IMAGES]
+
+
+def loaded_predictors(workspace_id: str | None) -> dict:
+    """Model set -> its Predictor with the newest models loaded; gr.Error when none can predict."""
     predictors = {}
     for source, folder in model_sets(workspace_id).items():
         predictor = shared.predictor(folder)  # held for this request, even if others evict it meanwhile
@@ -76,18 +97,62 @@ def predict_files(workspace_id: str | None, paths: list | None) -> list[dict]:
                            f"{text.plain(shared.public_error(error), 300)}") from None
     if not predictors:
         raise gr.Error("No trained model yet: train one in the Train tab first.")
-    results = []
+    return predictors
+
+
+def decoded(paths: list[str]):
+    """(path, shown name, PIL image or None, error text or None) per path, within one request's
+    pixel budget."""
     budget = data.PixelBudget(MAX_REQUEST_PIXELS, scope="one Predict request")
     for path in paths:
         name = display_name(path)
         try:
-            image = data.load_rgb(path, name, max_side=MAX_IMAGE_SIZE, budget=budget)
+            yield path, name, data.load_rgb(path, name, max_side=MAX_IMAGE_SIZE, budget=budget), None
         except data.ImageError as error:
-            results.append({"image": name, "error": text.plain(str(error), 300)})
+            yield path, name, None, text.plain(str(error), 300)
+
+
+def explain_files(workspace_id: str | None, paths: list | None, wanted: bool, rank: int) -> list[dict]:
+    """Per image: each model's Grad-CAM overlay for its `rank`-th class, labelled with the
+    framework, the model set and the class; nothing unless `wanted` (Explain is ticked)."""
+    paths = file_paths(paths)
+    if not wanted or not paths:
+        return []
+    predictors = loaded_predictors(workspace_id)
+    results = []
+    for _, name, image, error in decoded(paths):
+        if image is None:
+            results.append({"image": name, "error": error})
             continue
-        results.append({"image": name, "file": path,
-                        **{source: p.predict(image) for source, p in predictors.items()}})
+        maps = []
+        for source, predictor in predictors.items():
+            for framework, found in predictor.explain(image, int(rank or 0)).items():
+                label = f"{NAMES[framework]}: {SOURCES[source]}, {text.plain(found['class'], 60)}"
+                maps.append({"label": label, "overlay": explain.overlay(found["image"], found["heatmap"])})
+        results.append({"image": name, "maps": maps})
     return results
+
+
+def download_choices(workspace_id: str | None) -> gr.Dropdown:
+    """The models a visitor may take home: those saved in the reference folder and in theirs."""
+    choices = [(f"{NAMES[framework]}: {SOURCES[source]}", f"{source}/{framework}")
+               for source, folder in model_sets(workspace_id).items() for framework in store.find_models(folder)]
+    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+
+
+def download_model(workspace_id: str | None, choice: str | None) -> str:
+    """A zip of the chosen model (see ui/explain.py), made in gradio's cache, which serves it and
+    removes it after `delete_cache`'s age. Only the reference folder or the visitor's own."""
+    source, _, framework = str(choice or "").partition("/")
+    folder = model_sets(workspace_id).get(source)
+    if folder is None or framework not in FRAMEWORKS:
+        raise gr.Error("Choose a model to download.")
+    cache = Path(gr.utils.get_upload_folder())
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        return str(explain.pack_model(folder, framework, f"{framework}-{source}-model", cache))
+    except FileNotFoundError:
+        raise gr.Error(f"There is no {NAMES[framework]} {SOURCES[source]} to download.") from None
 
 
 def display_name(path: str) -> str:
@@ -129,12 +194,20 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
             files = gr.File(file_count="multiple", file_types=["image"], label="Images", height=180,
                             elem_id="predict-files")
             examples = shared.example_images(3)
-            gr.Examples([[[p]] for p in examples], inputs=files, label="Examples",
+            gr.Examples([[[p]] for p in examples], inputs=files, label="Examples", elem_id="predict-examples",
                         example_labels=["/".join(Path(p).parts[-2:]) for p in examples])
             predict_button = gr.Button("Predict", variant="primary")
+            wanted = gr.Checkbox(False, label="Explain: show where each model looked (Grad-CAM)", elem_id="explain")
+            rank = gr.Radio(CLASS_CHOICES, value=0, label="Heatmaps for each model's", elem_id="explain-class")
             cards = gr.Markdown(elem_id="model-cards")
+            with gr.Group():
+                choice = gr.Dropdown([], label="Take a model home: the model, its metadata and a script",
+                                     elem_id="download-choice")
+                download_button = gr.Button("Download this model", elem_id="download-button")
+                package = gr.File(label="Your download", interactive=False, elem_id="download-file")
         with gr.Column(scale=3, elem_id="predictions"):
             results = gr.JSON([], visible=False)
+            heatmaps = gr.State([])
 
             @gr.render(inputs=results)
             def show(items):
@@ -143,14 +216,34 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
                 for item in items:
                     show_one(item)
 
-    predict_button.click(predict_files, [browser, files], results, api_name="predict",
-                         concurrency_limit=4, concurrency_id="predict").then(
-        model_cards, browser, cards, api_visibility="private")
+            with gr.Column(elem_id="heatmaps"):
+                @gr.render(inputs=heatmaps)
+                def show_heatmaps(items):
+                    for item in items:
+                        show_maps(item)
+            with gr.Accordion("Grad-CAM, as each framework computes it", open=False):
+                with gr.Row():
+                    for framework in FRAMEWORKS:
+                        gr.Code(codegen.gradcam_source(framework), language="python",
+                                label=f"{NAMES[framework]}: trainer/{codegen.BACKEND_FILES[framework]}")
+
+    explain_args = dict(fn=explain_files, inputs=[browser, files, wanted, rank], outputs=heatmaps,
+                        api_visibility="private", concurrency_limit=2, concurrency_id="explain")
+    refresh_args = dict(api_visibility="private", queue=False)
+    predicted = predict_button.click(predict_files, [browser, files], results, api_name="predict",
+                                     concurrency_limit=4, concurrency_id="predict")
+    predicted.then(model_cards, browser, cards, **refresh_args).then(download_choices, browser, choice, **refresh_args)
+    predicted.then(**explain_args)
     files.upload(predict_files, [browser, files], results, api_visibility="private", concurrency_limit=4,
-                 concurrency_id="predict")
-    tab.select(load_models_in_background, browser, None, api_visibility="private", queue=False)
-    tab.select(model_cards, browser, cards, api_visibility="private", queue=False)
-    return [(model_cards, browser, cards)]
+                 concurrency_id="predict").then(**explain_args)
+    wanted.change(**explain_args)
+    rank.change(**explain_args)
+    download_button.click(download_model, [browser, choice], package, api_name="download_model",
+                          concurrency_limit=2, concurrency_id="download")
+    tab.select(load_models_in_background, browser, None, **refresh_args)
+    tab.select(model_cards, browser, cards, **refresh_args)
+    tab.select(download_choices, browser, choice, **refresh_args)
+    return [(model_cards, browser, cards), (download_choices, browser, choice)]
 
 
 def show_one(item: dict) -> None:
@@ -166,3 +259,14 @@ def show_one(item: dict) -> None:
                         gr.Label(item[source][framework]["probabilities"],
                                  label=f"{NAMES[framework]}: {SOURCES[source]}")
         gr.Markdown(verdict(item), elem_classes=["verdict"])
+
+
+def show_maps(item: dict) -> None:
+    """One image's heatmaps, one per model, each labelled with its framework, model and class."""
+    if "error" in item:
+        gr.Textbox(f"{item['image']}: refused: {item['error']}", show_label=False, interactive=False)
+        return
+    with gr.Row(equal_height=True):
+        for found in item["maps"]:
+            gr.Image(found["overlay"], label=f"{item['image']}: {found['label']}", height=200,
+                     interactive=False, elem_classes=["heatmap"])
