@@ -44,10 +44,12 @@ def build_demo() -> gr.Blocks:
 
 
 def launch_options() -> dict:
-    """What every launch sets: where to listen, the upload cap, the look."""
+    """What every launch sets: where to listen, the upload cap, the look, and the folders gradio
+    must never serve or copy a file from (visitors' workspaces, the models: only the app reads them)."""
     return {"server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
             "server_port": int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-            "max_file_size": shared.MAX_UPLOAD, "theme": gr.themes.Soft()}
+            "max_file_size": shared.MAX_UPLOAD, "theme": gr.themes.Soft(),
+            "blocked_paths": [str(shared.WORKSPACES_DIR), str(shared.MODELS_DIR)]}
 
 
 def main() -> None:

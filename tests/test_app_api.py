@@ -86,7 +86,7 @@ def probabilities(visitor: Visitor, image) -> dict:
 def test_a_first_time_visitor_predicts_with_the_reference_models(visitor, app):
     image = app[1] / "data" / "toy" / "validation" / "dark" / "0.jpg"
     result = probabilities(visitor, image)
-    assert set(result) == {"image", "file", "reference"}  # no models of their own yet
+    assert set(result) == {"image", "reference"}  # no models of their own yet; no server path
     assert sum(result["reference"]["pytorch"]["probabilities"].values()) == pytest.approx(1, abs=1e-5)
 
 
@@ -97,7 +97,7 @@ def test_two_visitors_queue_and_stop_only_their_own_runs(app):
     start(a)  # A trains a model of their own
     a.wait(lambda s: s["status"] == "done")
     before = probabilities(a, image)
-    assert set(before) == {"image", "file", "reference", "yours"}
+    assert set(before) == {"image", "reference", "yours"}
 
     start(a, epochs=200)  # a long run, then B queues behind it
     a.wait(lambda s: s["batches"] > 0)

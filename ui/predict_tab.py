@@ -187,6 +187,14 @@ def verdict(result: dict) -> str:
     return f"{said}\n\n{' · '.join(latency)}"
 
 
+def predict_for_page(workspace_id: str | None, paths: list | None) -> tuple[list[dict], list[dict]]:
+    """`predict_files` for the page and the API: the results without server paths (what API clients
+    get), and with them, kept server-side (a gr.State) for showing each image beside its results:
+    a client can read the first and set neither."""
+    results = predict_files(workspace_id, paths)
+    return [{k: v for k, v in r.items() if k != "file"} for r in results], results
+
+
 def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
     """Build the tab; models start loading when `tab` is selected."""
     with gr.Row():
@@ -206,10 +214,11 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
                 download_button = gr.Button("Download this model", elem_id="download-button")
                 package = gr.File(label="Your download", interactive=False, elem_id="download-file")
         with gr.Column(scale=3, elem_id="predictions"):
-            results = gr.JSON([], visible=False)
+            results = gr.JSON([], visible=False)  # what API clients of /predict receive
+            shown = gr.State([])  # the same with each image's file: server-side only
             heatmaps = gr.State([])
 
-            @gr.render(inputs=results)
+            @gr.render(inputs=shown)
             def show(items):
                 if not items:
                     gr.Markdown("Predictions appear here.")
@@ -230,12 +239,12 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
     explain_args = dict(fn=explain_files, inputs=[browser, files, wanted, rank], outputs=heatmaps,
                         api_visibility="private", concurrency_limit=2, concurrency_id="explain")
     refresh_args = dict(api_visibility="private", queue=False)
-    predicted = predict_button.click(predict_files, [browser, files], results, api_name="predict",
+    predicted = predict_button.click(predict_for_page, [browser, files], [results, shown], api_name="predict",
                                      concurrency_limit=4, concurrency_id="predict")
     predicted.then(model_cards, browser, cards, **refresh_args).then(download_choices, browser, choice, **refresh_args)
     predicted.then(**explain_args)
-    files.upload(predict_files, [browser, files], results, api_visibility="private", concurrency_limit=4,
-                 concurrency_id="predict").then(**explain_args)
+    files.upload(predict_for_page, [browser, files], [results, shown], api_visibility="private",
+                 concurrency_limit=4, concurrency_id="predict").then(**explain_args)
     wanted.change(**explain_args)
     rank.change(**explain_args)
     download_button.click(download_model, [browser, choice], package, api_name="download_model",
