@@ -123,14 +123,14 @@ def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
     bank = FeatureBank(tempfile.mkdtemp(prefix="bench-bank-"), 2**32)
     views = lambda: runner.bank_views(bank, framework, config, info, arrays, module, loop.ignore)  # noqa: E731
     timed = config.with_changes(epochs=1 + ROUNDS)
-    history = module.train(model, arrays, timed, between_epochs, views())["history"]
+    history = module.train(model, arrays, timed, between_epochs, views=views())["history"]
     rounds = sorted([(h["images_per_s"] / ((before + after) / 2), h, (before + after) / 2)
                      for h, before, after in zip(history[1:], forward[1:], forward[2:])], key=lambda r: r[0])
     _, best, ceiling = rounds[len(rounds) // 2]
     print(f"{framework}: forward img/s {[round(f, 1) for f in forward]}, train img/s "
           f"{[round(h['images_per_s'], 1) for h in history]} (first epoch not counted)", file=sys.stderr)
     warm_model, _ = module.build_model(len(arrays.classes), config)
-    warm = module.train(warm_model, arrays, timed, loop.ignore, views())["history"]
+    warm = module.train(warm_model, arrays, timed, views=views())["history"]
     shutil.rmtree(bank.root, ignore_errors=True)
     cached_model, _ = module.build_model(len(arrays.classes), config)
     cached = module.train(cached_model, arrays, config.with_changes(feature_cache=True, epochs=3))
