@@ -9,7 +9,7 @@ import gradio as gr
 import pytest
 
 from conftest import ROOT, make_dataset
-from ui import augment_tab, predict_tab, shared, train_tab
+from ui import augment_tab, predict_tab, shared, text as ui_text, train_tab
 
 
 def test_importing_the_app_loads_no_framework():
@@ -260,4 +260,4 @@ def test_the_log_is_newest_first_short_and_free_of_command_line_words():
     assert "AVP_DATA_DIR" not in train_tab.for_page("data folder x does not exist (set --data or AVP_DATA_DIR, ...)")
     from trainer.cli import HELP
     assert not [key for key, words in HELP.items() if "--" in words or "AVP_" in words]
-    assert train_tab.readable_time("2026-11-27T14:05:09+00:00") == "27 Nov 2026, 14:05 UTC"
+    assert ui_text.readable_time("2026-11-27T14:05:09+00:00") == "27 Nov 2026, 14:05 UTC"

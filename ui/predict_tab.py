@@ -43,7 +43,7 @@ def card(framework: str, source: str, meta: dict | None) -> str:
         return f"{title}\n{missing}."
     accuracy = meta.get("val_accuracy")
     accuracy_text = f"**{accuracy:.3f}**" if isinstance(accuracy, (int, float)) else "?"
-    return (f"{title}\n- trained {text.md(meta.get('trained_at', '?'))} on {text.md(meta.get('device', '?'))}\n"
+    return (f"{title}\n- trained {text.readable_time(meta.get('trained_at'))} on {text.md(meta.get('device', '?'))}\n"
             f"- validation accuracy {accuracy_text} on {text.md(meta.get('val_images', '?'))} images\n"
             f"- pretrained: {'yes (ImageNet)' if meta.get('pretrained') else '**no** (random initialisation)'}\n"
             f"- classes: {text.md_list(meta.get('classes', []))}; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import UTC, datetime
 
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 HTML_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
@@ -25,3 +26,12 @@ def md(text: object, limit: int = 200) -> str:
 
 def md_list(items, limit: int = 60) -> str:
     return ", ".join(md(item, limit) for item in items)
+
+
+def readable_time(iso: str | None) -> str:
+    """"2026-11-27T14:05:09+00:00" -> "27 Nov 2026, 14:05 UTC"."""
+    try:
+        moment = datetime.fromisoformat(iso or "").astimezone(UTC)
+    except ValueError:
+        return "an unknown time"
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"

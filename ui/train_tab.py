@@ -17,7 +17,6 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import gradio as gr
@@ -360,15 +359,6 @@ def log_text(events: list[dict]) -> str:
     return "\n".join(reversed(lines))
 
 
-def readable_time(iso: str | None) -> str:
-    """"2026-11-27T14:05:09+00:00" -> "27 Nov 2026, 14:05 UTC"."""
-    try:
-        moment = datetime.fromisoformat(iso or "").astimezone(UTC)
-    except ValueError:
-        return "an unknown time"
-    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
-
-
 # ---------------------------------------------------------------- results of the last finished run
 
 def finished_ends(events: list[dict]) -> list[dict]:
@@ -484,7 +474,7 @@ def results_parts(space: Workspace, view: RunView) -> dict:
                 "disagreements": [], "disagree_box": gr.Accordion(visible=False)}
     own = bool(finished_ends(view.events))
     lines = [f"### Results of {'this' if own else 'your last finished'} run "
-             f"(finished {readable_time(ends[-1].get('trained_at'))})", "", results_table(ends)]
+             f"(finished {text.readable_time(ends[-1].get('trained_at'))})", "", results_table(ends)]
     total, agree, differ = disagreements(ends)
     if total:
         lines += ["", f"**The two models agree on {agree} of {total} validation images "
