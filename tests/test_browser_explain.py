@@ -9,10 +9,8 @@ import zipfile
 
 import pytest
 
-from conftest import make_dataset
-from support.browser import WAIT_MS, launch_chromium, open_visitor, set_number, wait_text
-from support.launch import start_app
-from trainer.config import TrainConfig
+from support.browser import WAIT_MS, chromium, open_visitor, set_number, wait_text
+from support.launch import toy_app
 
 pytestmark = pytest.mark.slow
 
@@ -21,23 +19,16 @@ pytestmark = pytest.mark.slow
 def server(tmp_path_factory):
     """The app with a server data set `toy` and reference models of both frameworks, trained with
     the runner (as the CLI trains them)."""
-    from trainer import runner
     base = tmp_path_factory.mktemp("explain")
-    data = make_dataset(base / "data" / "toy", per_class=(12, 3), size=40)
-    runner.train(TrainConfig(framework="both", data_dir=str(data), out_dir=str(base / "reference"), epochs=1,
-                             batch_size=8, image_size=32, head_units=16, weights="none"))
-    app = start_app(base / "reference", base / "workspaces", data_dir=base / "data", log=base / "app.log")
+    app, data = toy_app(base, per_class=(12, 3), reference="both")
     yield app.url, data, base / "reference"
     app.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(server):
-    from playwright.sync_api import sync_playwright  # a missing driver fails the test: CI must run it
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def heatmap_labels(page) -> list[str]:

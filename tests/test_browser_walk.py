@@ -8,9 +8,8 @@ import re
 
 import pytest
 
-from conftest import make_dataset
-from support.browser import PHONE, WAIT_MS, launch_chromium, open_visitor, set_number, wait_text
-from support.launch import start_app
+from support.browser import PHONE, WAIT_MS, chromium, open_visitor, set_number, wait_text
+from support.launch import toy_app
 
 pytestmark = pytest.mark.slow
 AUGMENT_MAX_PX = 3600  # the phone's Augment tab was ~5200 px tall with its code panes open
@@ -18,20 +17,15 @@ AUGMENT_MAX_PX = 3600  # the phone's Augment tab was ~5200 px tall with its code
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    base = tmp_path_factory.mktemp("walk")
-    make_dataset(base / "data" / "toy", per_class=(24, 8), size=40)
-    app = start_app(base / "reference", base / "workspaces", data_dir=base / "data", log=base / "app.log")
+    app, _ = toy_app(tmp_path_factory.mktemp("walk"), per_class=(24, 8), reference=None)
     yield app.url
     app.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(url):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def points(page) -> int:

@@ -10,6 +10,7 @@ A missing Chromium or Playwright fails the test (it never skips): CI must run th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -22,6 +23,18 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 WAIT_MS = 120_000
 DESKTOP = {"width": 1400, "height": 1000}
 PHONE = {"width": 390, "height": 844}
+
+
+@contextlib.contextmanager
+def chromium():
+    """Playwright's Chromium for one module's tests (a missing driver fails them: CI must run them)."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def launch_chromium(playwright):

@@ -91,3 +91,18 @@ def wait_for_page(url: str, started: float, timeout_s: float = 120, process: sub
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer within {timeout_s} s")
+
+
+def toy_app(base: Path, per_class: tuple[int, int] = (24, 4), reference: str | None = "pytorch") -> tuple[App, Path]:
+    """The app on generated images (the server data set `toy`), with reference models of
+    `reference` ("keras", "pytorch", "both" or None) trained as the CLI trains them (random init,
+    tiny): (the running app, the data set's folder)."""
+    from conftest import make_dataset
+    from trainer import runner
+    from trainer.config import TrainConfig
+    data = make_dataset(base / "data" / "toy", per_class=per_class, size=40)
+    if reference:
+        runner.train(TrainConfig(framework=reference, data_dir=str(data), out_dir=str(base / "reference"), epochs=1,
+                                 batch_size=8, image_size=32, head_units=16, weights="none"))
+    app = start_app(base / "reference", base / "workspaces", data_dir=base / "data", log=base / "app.log")
+    return app, data
