@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import ROOT
-from support.browser import WAIT_MS, chromium, open_visitor, set_number, wait_text
+from support.browser import WAIT_MS, chromium, open_visitor, set_number, start_tiny_run, wait_text
 from support.launch import toy_app
 from support.visitor import Visitor
 from trainer.config import TrainConfig
@@ -52,13 +52,7 @@ def test_visitors_train_queue_and_keep_their_own_models(browser, server):
     assert "zoom" in a.locator("#keras-samples").inner_text()
 
     # A trains PyTorch on the server's data set, tiny settings, random initialisation
-    a.get_by_role("tab", name="Train").click()
-    a.locator("#framework").get_by_text("pytorch", exact=True).click()
-    set_number(a, "epochs", 2)
-    set_number(a, "batch-size", 8)
-    set_number(a, "image-size", 32)
-    a.locator("#weights").get_by_text("none", exact=True).click()
-    a.get_by_role("button", name="Start").click()
+    start_tiny_run(a, epochs=2, batch_size=8, framework="pytorch")
     wait_text(a, "train-chart", r"[1-9]\d* points")
     wait_text(a, "train-progress", "Finished")
     assert "pytorch: saved" in a.locator("#train-log textarea").input_value()

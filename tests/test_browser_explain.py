@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from support.browser import WAIT_MS, chromium, open_visitor, set_number, wait_text
+from support.browser import WAIT_MS, chromium, open_visitor, start_tiny_run, wait_text
 from support.launch import toy_app
 
 pytestmark = pytest.mark.slow
@@ -93,13 +93,7 @@ def test_after_a_training_the_cards_and_heatmaps_show_the_visitors_model(browser
     page = open_visitor(browser, url, errors)
     page.get_by_role("tab", name="Predict").click()
     wait_text(page, "model-cards", "PyTorch: your model\\s+none yet")
-    page.get_by_role("tab", name="Train").click()
-    page.locator("#framework").get_by_text("pytorch", exact=True).click()
-    set_number(page, "epochs", 1)
-    set_number(page, "batch-size", 8)
-    set_number(page, "image-size", 32)
-    page.locator("#weights").get_by_text("none", exact=True).click()
-    page.get_by_role("button", name="Start").click()
+    start_tiny_run(page, epochs=1, batch_size=8, framework="pytorch")
     wait_text(page, "train-progress", "Finished", timeout=240_000)
     page.get_by_role("tab", name="Predict").click()
     wait_text(page, "model-cards", "PyTorch: your model\\s+trained")

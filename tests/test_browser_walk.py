@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from support.browser import PHONE, WAIT_MS, chromium, open_visitor, set_number, wait_text
+from support.browser import PHONE, WAIT_MS, chromium, open_visitor, set_number, start_tiny_run, wait_text
 from support.launch import toy_app
 
 pytestmark = pytest.mark.slow
@@ -36,12 +36,7 @@ def points(page) -> int:
 def test_a_student_compares_both_frameworks_and_keeps_the_results_after_stop(browser, url):
     errors = []
     page = open_visitor(browser, url, errors)
-    page.get_by_role("tab", name="Train").click()
-    set_number(page, "epochs", 2)
-    set_number(page, "batch-size", 4)
-    set_number(page, "image-size", 32)
-    page.locator("#weights").get_by_text("none", exact=True).click()
-    page.get_by_role("button", name="Start").click()
+    start_tiny_run(page, epochs=2, batch_size=4)
     wait_text(page, "train-chart", r"[1-9]\d* points")
     seen = points(page)
     page.wait_for_function("n => +(/(\\d+) points/.exec(document.querySelector('#train-chart').innerText) "

@@ -66,3 +66,15 @@ def wait_text(page, elem_id: str, pattern: str, timeout: int = WAIT_MS) -> None:
     page.wait_for_function(
         "([id, source]) => new RegExp(source).test(document.querySelector('#' + id)?.innerText ?? '')",
         arg=[elem_id, pattern], timeout=timeout)
+
+
+def start_tiny_run(page, epochs: int, batch_size: int, framework: str | None = None) -> None:
+    """On the Train tab: tiny images (32 px), random initialisation, the given settings, Start."""
+    page.get_by_role("tab", name="Train").click()
+    if framework:
+        page.locator("#framework").get_by_text(framework, exact=True).click()
+    set_number(page, "epochs", epochs)
+    set_number(page, "batch-size", batch_size)
+    set_number(page, "image-size", 32)
+    page.locator("#weights").get_by_text("none", exact=True).click()
+    page.get_by_role("button", name="Start").click()
