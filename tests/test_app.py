@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -261,3 +262,17 @@ def test_the_log_is_newest_first_short_and_free_of_command_line_words():
     from trainer.cli import HELP
     assert not [key for key, words in HELP.items() if "--" in words or "AVP_" in words]
     assert ui_text.readable_time("2026-11-27T14:05:09+00:00") == "27 Nov 2026, 14:05 UTC"
+
+
+def test_a_clicked_example_is_named_by_its_folder(visitor, tmp_path):
+    """gradio hands the handler its own copy of an example: still named `class/file`."""
+    predict_tab.example_labels.cache_clear()
+    example = Path(shared.example_images(3)[0])
+    copy = tmp_path / "cache" / example.name
+    copy.parent.mkdir()
+    copy.write_bytes(example.read_bytes())
+    assert predict_tab.display_name(str(copy)) == "/".join(example.parts[-2:])
+    other = tmp_path / example.name
+    other.write_bytes(b"not the example")
+    assert predict_tab.display_name(str(other)) == example.name
+    predict_tab.example_labels.cache_clear()

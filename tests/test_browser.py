@@ -36,7 +36,7 @@ def predicted(page, image) -> str:
     page.locator("#predict-files input[type=file]").set_input_files(str(image))
     wait_text(page, "predictions", f"{re.escape(image.name)}[\\s\\S]*PyTorch: your model")
     lines = page.locator("#predictions").inner_text().splitlines()
-    start = lines.index(image.name)
+    start = next(i for i, line in enumerate(lines) if line in (image.name, f"{image.parent.name}/{image.name}"))
     end = next(i for i in range(start, len(lines)) if lines[i].endswith(" ms"))
     return re.sub(r"\d+ ms", "", "\n".join(lines[start:end + 1]))
 

@@ -11,6 +11,9 @@ last run (their workspace). Models load when the tab is first opened or at the f
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 from pathlib import Path
 
 import gradio as gr
@@ -156,11 +159,25 @@ def download_model(workspace_id: str | None, choice: str | None) -> str:
 
 
 def display_name(path: str) -> str:
-    """A name a visitor recognises: the file's own name, with its folder when the file is one of
-    the examples (`alien/13.jpg` and `predator/13.jpg` must not look alike)."""
+    """A name a visitor recognises: the file's own name, or an example's folder and name
+    (`alien/13.jpg` and `predator/13.jpg` must not look alike). A clicked example reaches the
+    handler as gradio's copy, so it is recognised by its bytes."""
     path = Path(path)
-    examples = {Path(p) for p in shared.example_images(3)}
-    return text.plain("/".join(path.parts[-2:]) if path in examples else path.name, 120)
+    try:
+        label = example_labels().get(hashlib.sha256(path.read_bytes()).hexdigest())
+    except OSError:
+        label = None
+    return text.plain(label or path.name, 120)
+
+
+@functools.cache
+def example_labels() -> dict[str, str]:
+    """Content hash -> "class/file" of each example image: listed once, not per prediction."""
+    labels = {}
+    for example in shared.example_images(3):
+        with contextlib.suppress(OSError):
+            labels[hashlib.sha256(Path(example).read_bytes()).hexdigest()] = "/".join(Path(example).parts[-2:])
+    return labels
 
 
 def load_models_in_background(workspace_id: str | None) -> None:

@@ -25,7 +25,7 @@ from trainer import archive, data, jobs, weights
 from trainer.cli import HELP
 from trainer.config import TrainConfig
 from trainer.jobs import Busy, QueueFull, RunView
-from trainer.workspace import INCOMING, QuotaExceeded, Workspace
+from trainer.workspace import INCOMING, QuotaExceeded, Workspace, folder_bytes
 from ui import charts, shared, text
 
 POLL_S = 1.0
@@ -117,7 +117,7 @@ def submit(space: Workspace, settings: dict) -> RunView:
                 raise ValueError(f"ImageNet weights for {', '.join(missing)} are not available here (no "
                                  "cache, no internet): tick 'Allow random initialisation' or choose weights none")
         data.discover(config.data_dir, config.seed)
-        kept = sum(f.stat().st_size for f in space.models.rglob("*") if f.is_file())
+        kept = folder_bytes(space.models)  # the models this run replaces
         space.require_free(MODEL_BYTES * len(config.frameworks) - kept, "saving the trained models")
         shared.jobs().submit(space, config)
     except (ValueError, TypeError, Busy, QueueFull, QuotaExceeded) as error:
@@ -383,10 +383,8 @@ def last_finished(space: Workspace, view: RunView) -> list[dict]:
 
 def file_size(folder: str | None) -> str:
     """A saved model's size on disk, e.g. "94.3 MB" ("not saved" without one)."""
-    files = [f for f in Path(folder).rglob("*") if f.is_file()] if folder else []
-    if not files:
-        return "not saved"
-    return f"{sum(f.stat().st_size for f in files) / 1e6:.1f} MB"
+    size = folder_bytes(Path(folder)) if folder else 0
+    return f"{size / 1e6:.1f} MB" if size else "not saved"
 
 
 def millions(count: int | None) -> str:
