@@ -90,7 +90,8 @@ class FeatureBank:
             path.unlink(missing_ok=True)
             return None
         with contextlib.suppress(OSError):  # another run's eviction may have removed it meanwhile
-            os.utime(path)  # recently used: evicted last
+            now = time.time_ns()  # the precise clock: file writes are stamped by a coarser one
+            os.utime(path, ns=(now, now))  # recently used: evicted last
         return features
 
     def put(self, key: str, features: np.ndarray) -> None:
