@@ -79,9 +79,9 @@ def test_downloaded_model_predicts_as_the_app_does(framework, trained_models, tm
     import zipfile
 
     from trainer.predictor import Predictor
-    from ui import explain
+    from trainer import export
     models, data = trained_models
-    archive = explain.pack_model(models, framework, f"{framework}-model", tmp_path)
+    archive = export.pack_model(models, framework, f"{framework}-model", tmp_path)
     folder = tmp_path / "home"
     zipfile.ZipFile(archive).extractall(folder)
     assert sorted(p.name for p in folder.iterdir()) == sorted(

@@ -175,10 +175,10 @@ def test_overlay_colours_hot_places_red_and_keeps_the_image_elsewhere():
 
 
 def test_downloaded_metadata_names_no_server_file():
-    from ui import explain
+    from trainer import export
     metadata = {"classes": ["a"], "saved_to": "/srv/x", "misclassified": [{"path": "/srv/data/1.jpg"}],
                 "config": {"data_dir": "/srv/data", "out_dir": "/srv/models", "image_size": 32}}
-    public = explain.public_metadata(metadata)
+    public = export.public_metadata(metadata)
     assert "/srv" not in str(public) and public["config"]["image_size"] == 32 and public["classes"] == ["a"]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from trainer import FRAMEWORKS, codegen, data, store
+from trainer import FRAMEWORKS, codegen, data, export, store
 from trainer.constants import MAX_IMAGE_SIZE
 from ui import explain, shared, text
 
@@ -144,7 +144,7 @@ def download_choices(workspace_id: str | None) -> gr.Dropdown:
 
 
 def download_model(workspace_id: str | None, choice: str | None) -> str:
-    """A zip of the chosen model (see ui/explain.py), made in gradio's cache, which serves it and
+    """A zip of the chosen model (see trainer/export.py), made in gradio's cache, which serves it and
     removes it after `delete_cache`'s age. Only the reference folder or the visitor's own."""
     source, _, framework = str(choice or "").partition("/")
     folder = model_sets(workspace_id).get(source)
@@ -153,7 +153,7 @@ def download_model(workspace_id: str | None, choice: str | None) -> str:
     cache = Path(gr.utils.get_upload_folder())
     cache.mkdir(parents=True, exist_ok=True)
     try:
-        return str(explain.pack_model(folder, framework, f"{framework}-{source}-model", cache))
+        return str(export.pack_model(folder, framework, f"{framework}-{source}-model", cache))
     except FileNotFoundError:
         raise gr.Error(f"There is no {NAMES[framework]} {SOURCES[source]} to download.") from None
 
