@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer import data, loop, store, weights
+from trainer import data, frameworks, loop, store, weights
 from trainer.augment import AugmentConfig
 from trainer.backend import Backend
-from trainer.runner import backend
+from trainer.frameworks import backend
 
-FRAMEWORKS = ["keras", "pytorch"]
+FRAMEWORKS = frameworks.NAMES
 SURFACE = {name for name in vars(Backend) if not name.startswith("_")} | set(Backend.__annotations__)
 
 

@@ -5,7 +5,7 @@ stays under its size cap."""
 import numpy as np
 import pytest
 
-from trainer import FRAMEWORKS, runner
+from trainer import frameworks, runner
 from trainer.augment import AugmentConfig, draw
 from trainer.bank import FeatureBank
 from trainer.constants import FEATURE_DIM
@@ -41,7 +41,7 @@ def test_view_e_of_image_i_is_the_same_whatever_the_batch():
     assert not np.array_equal(draw(aug, 7, 3, [0], 64, 64)["zoom"], together["zoom"][:1])  # another view
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("framework", frameworks.NAMES)
 def test_a_warm_bank_trains_exactly_as_without_it(framework, tiny_config, bank, tmp_path):
     config = tiny_config.with_changes(framework=framework, epochs=3)
     without, _ = run(config, None, tmp_path / "a")

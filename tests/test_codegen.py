@@ -49,7 +49,7 @@ def test_torch_snippet_builds_the_trainers_transforms():
 def test_gradcam_source_is_the_backends_own(framework):
     import inspect
 
-    from trainer.runner import backend
+    from trainer.frameworks import backend
     shown = codegen.gradcam_source(framework)
     assert inspect.getsource(backend(framework).gradcam) in shown
     assert ("tf.GradientTape" if framework == "keras" else "register_forward_hook") in shown
@@ -78,8 +78,8 @@ def test_downloaded_model_predicts_as_the_app_does(framework, trained_models, tm
     import sys
     import zipfile
 
-    from trainer.predictor import Predictor
     from trainer import export
+    from trainer.predictor import Predictor
     models, data = trained_models
     archive = export.pack_model(models, framework, f"{framework}-model", tmp_path)
     folder = tmp_path / "home"

@@ -4,11 +4,12 @@ maps agree on one network (PyTorch weights copied into the Keras model by `torch
 import numpy as np
 import pytest
 
+from trainer import frameworks
 from trainer.config import TrainConfig
 from trainer.data import Arrays
-from trainer.runner import backend
+from trainer.frameworks import backend
 
-FRAMEWORKS = ["keras", "pytorch"]
+FRAMEWORKS = frameworks.NAMES
 SIZE = 128  # layer4 is 4x4 here: at 64 px its 2x2 cells each see the whole image
 BACKGROUND = (124, 116, 104)  # the ImageNet mean: about zero after either framework's preprocessing
 

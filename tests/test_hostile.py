@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from conftest import make_dataset
-from trainer import archive, data, store, worker
+from trainer import archive, data, frameworks, store, worker
 from trainer.config import TrainConfig
-from trainer.runner import backend
+from trainer.frameworks import backend
 
-FRAMEWORKS = ["keras", "pytorch"]
+FRAMEWORKS = frameworks.NAMES
 
 
 def encoded(image, fmt, **options) -> bytes:

@@ -6,5 +6,3 @@ data, constants) are cheap, and each backend imports its framework when first us
 """
 
 __version__ = "0.1.0"
-
-FRAMEWORKS = ("keras", "pytorch")

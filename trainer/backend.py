@@ -1,6 +1,6 @@
 """The one surface both backends offer: what trainer/keras_backend.py and trainer/torch_backend.py share.
 
-Callers get a backend with `trainer.runner.backend(framework)` and use only these names, so they
+Callers get a backend with `trainer.frameworks.backend(framework)` and use only these names, so they
 never branch on the framework. Each backend module defines exactly these public names with these
 signatures (tests/test_backends.py checks both); everything else in a backend starts with `_`.
 Reading one backend tells you how to read the other: the differences are the frameworks'.
@@ -33,7 +33,7 @@ Sample = tuple[np.ndarray, dict]  # an augmented uint8 HWC image, and the random
 
 @runtime_checkable
 class Backend(Protocol):
-    FRAMEWORK: str  # "keras" or "pytorch", as in trainer.FRAMEWORKS
+    FRAMEWORK: str  # its name in trainer/frameworks.py, e.g. "keras"
 
     # ---------------------------------------------------------------- device
 
@@ -89,6 +89,10 @@ class Backend(Protocol):
         stage, for `class_index` (None: each image's predicted class)."""
 
     # ---------------------------------------------------------------- save and load
+
+    def parameter_counts(self, model: Model) -> dict:
+        """{"trainable_params": ..., "total_params": ...} as the framework counts them (Keras counts
+        batch-norm statistics as weights, PyTorch keeps them as buffers, not parameters)."""
 
     def save(self, model: Model, models_dir: str | Path, metadata: dict) -> Path:
         """The model and metadata.json under `<models_dir>/<FRAMEWORK>`, atomically (trainer/store.py)."""

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer import data, loop, runner
+from trainer import data, frameworks, loop, runner
 from trainer.backend import Backend
 from trainer.bank import FeatureBank
 from trainer.config import TrainConfig
@@ -87,7 +87,7 @@ def epoch_check(args) -> int:
         config = TrainConfig(framework=framework, data_dir=args.data, limit=args.limit,
                              image_size=args.image_size, batch_size=args.batch_size, weights="none",
                              epochs=args.epochs).validate()
-        module = runner.backend(framework)
+        module = frameworks.backend(framework)
         arrays = runner.load_data(config)
         device = module.describe_device(config.device)
         for mode, changes in (("augmented", {}), ("feature_cache", {"feature_cache": True})):
@@ -107,7 +107,7 @@ def epoch_check(args) -> int:
 
 def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
     seed = seed_recipe(framework, config, train, val)
-    module = runner.backend(framework)
+    module = frameworks.backend(framework)
     model, info = module.build_model(len(arrays.classes), config)
     # This machine's speed drifts by up to 2x for tens of seconds at a time, so the forward pass is
     # timed right before and right after each timed epoch (the first epoch, with graph tracing, is

@@ -18,7 +18,7 @@ import threading
 from dataclasses import fields
 from pathlib import Path
 
-from trainer import FRAMEWORKS
+from trainer import frameworks
 from trainer.augment import AugmentConfig
 from trainer.config import DEVICE_CHOICES, PRECISION_CHOICES, TrainConfig, default_data_dir
 
@@ -47,7 +47,7 @@ HELP = {  # one help string per setting, shared with the app's widgets
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig(data_dir="")
-    parser.add_argument("--framework", choices=(*FRAMEWORKS, "both"), default="both", help=HELP["framework"])
+    parser.add_argument("--framework", choices=(*frameworks.NAMES, "both"), default="both", help=HELP["framework"])
     parser.add_argument("--data", dest="data_dir", default=default_data_dir(), help=HELP["data_dir"])
     parser.add_argument("--out", dest="out_dir", default=d.out_dir, help=HELP["out_dir"])
     for name in ("epochs", "batch_size", "image_size", "head_units", "unfreeze", "limit", "seed"):
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=0,
                    help="only time this many whole epochs of the project path per framework (GPU check)")
-    p.add_argument("--frameworks", nargs="+", default=["pytorch", "keras"], choices=FRAMEWORKS)
+    p.add_argument("--frameworks", nargs="+", default=list(frameworks.ORDER), choices=frameworks.NAMES)
     p.set_defaults(run=cmd_bench)
     return parser
 

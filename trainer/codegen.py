@@ -15,6 +15,7 @@ import ast
 import functools
 from pathlib import Path
 
+from trainer import frameworks
 from trainer.augment import AugmentConfig
 from trainer.constants import IMAGENET_MEAN, IMAGENET_STD
 
@@ -97,15 +98,18 @@ print(inputs.shape)
 
 # ---------------------------------------------------------------- Grad-CAM and take-home scripts
 
-BACKEND_FILES = {"keras": "keras_backend.py", "pytorch": "torch_backend.py"}
 GRADCAM_FUNCTIONS = ("gradcam", "_cam_stage", "_logits", "_scaled")  # those a backend defines
+
+
+def backend_file(framework: str) -> str:
+    return f"{frameworks.get(framework).backend_module}.py"
 
 
 @functools.cache
 def gradcam_source(framework: str) -> str:
     """The backend's own `gradcam` and its helpers, read as text (no framework import): what the
     Predict tab's code panel shows, so the page shows the code that made the heatmaps."""
-    source = (Path(__file__).parent / BACKEND_FILES[framework]).read_text()
+    source = (Path(__file__).parent / backend_file(framework)).read_text()
     tree = ast.parse(source)
     parts = [ast.get_source_segment(source, node) for node in tree.body
              if isinstance(node, ast.FunctionDef) and node.name in GRADCAM_FUNCTIONS]

@@ -12,7 +12,7 @@ import shutil
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from trainer import FRAMEWORKS
+from trainer import frameworks
 from trainer.augment import AugmentConfig
 from trainer.constants import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
@@ -68,9 +68,8 @@ class TrainConfig:
 
     @property
     def frameworks(self) -> tuple[str, ...]:
-        """In training order. With both, PyTorch goes first: it needs no TensorFlow import and no
-        graph tracing before its first batch, so the first progress appears sooner."""
-        return ("pytorch", "keras") if self.framework == "both" else (self.framework,)
+        """In training order (trainer/frameworks.py ORDER: PyTorch first)."""
+        return frameworks.ORDER if self.framework == "both" else (self.framework,)
 
     @property
     def augment_active(self) -> bool:
@@ -79,7 +78,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ValueError listing every problem; return self so calls can chain."""
         problems = list(self.augment.validate())
-        if self.framework not in (*FRAMEWORKS, "both"):
+        if self.framework not in (*frameworks.NAMES, "both"):
             problems.append(f"framework must be keras, pytorch or both, got {self.framework!r}")
         for name, low, high in (("epochs", 1, 1000), ("batch_size", 1, 1024),
                                 ("image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from trainer import codegen, store
 
-SERVER_ONLY = ("saved_to", "misclassified")  # metadata keys that name server files
+SERVER_ONLY = ("saved_to", "misclassified", "val_paths")  # metadata keys that name server files
 
 
 def public_metadata(metadata: dict) -> dict:
@@ -48,7 +48,7 @@ def pack_model(models_dir: Path, framework: str, name: str, cache_dir: str | Pat
     try:
         # Stored, not deflated: the weights do not compress, and the zip is made while the visitor waits.
         with zipfile.ZipFile(staging, "w", zipfile.ZIP_STORED) as archive:
-            archive.write(folder / store.MODEL_FILES[framework], store.MODEL_FILES[framework])
+            archive.write(folder / store.model_file(framework), store.model_file(framework))
             archive.writestr(store.METADATA, json.dumps(metadata, indent=2, default=str))
             archive.writestr(f"predict_{framework}.py", codegen.predict_script(framework, metadata))
         os.replace(staging, target)  # whole or not at all, also when two visitors ask at once

@@ -200,9 +200,8 @@ def features_of(model: keras.Model, images: np.ndarray) -> tf.Tensor:
 
 def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, should_stop=loop.never,
           views=None) -> dict:
-    """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays). With a frozen
-    backbone the head trains on features of each epoch's view, from the bank (`views`) or computed."""
-    frozen = config.unfreeze == 0
+    """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays): Keras' steps, run by
+    trainer/loop.py's `fit`. A GradientTape per step; the head's loss takes the softmax's probabilities."""
     head_vars = [v for layer in _head_layers(model) for v in layer.trainable_variables]
     backbone_vars = [v for v in model.trainable_variables if all(v is not h for h in head_vars)]
     head_optimizer = keras.optimizers.Adam(config.lr)
@@ -210,7 +209,6 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     extract = _feature_function(model)
     augmenter = build_augmenter(config.augment) if config.augment_active else None
-    view_of = (lambda epoch: epoch) if config.augment_active else (lambda epoch: 0)
     image_shape = tf.TensorSpec((None, *data.x_train.shape[1:]), tf.uint8)
     label_shape = tf.TensorSpec((None,), tf.int64)
 
@@ -238,7 +236,7 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
         return loss, tf.reduce_sum(tf.cast(tf.argmax(probabilities, 1) == labels, tf.int32))
 
     @tf.function(input_signature=[image_shape, _DRAWN_SIGNATURE, label_shape])
-    def full_step(images, drawn, labels):
+    def full_step_graph(images, drawn, labels):
         with tf.GradientTape() as tape:
             probabilities = model(_normalise(transformed(images, drawn)), training=False)
             loss = loss_fn(labels, probabilities)
@@ -247,7 +245,7 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
         backbone_optimizer.apply_gradients(zip(gradients[len(head_vars):], backbone_vars))
         return loss, tf.reduce_sum(tf.cast(tf.argmax(probabilities, 1) == labels, tf.int32))
 
-    def compute(index: np.ndarray, view: int) -> tuple[np.ndarray, float]:
+    def features(index: np.ndarray, view: int) -> tuple[np.ndarray, float]:
         images, drawn, data_s = inputs_of(index, view)
         return augmented_features(images, drawn).numpy(), data_s
 
@@ -255,17 +253,15 @@ def train(model: keras.Model, data, config: TrainConfig, on_event=loop.ignore, s
         loss, correct = head_step_graph(tf.constant(features), tf.constant(data.y_train[index]))
         return float(loss), int(correct)
 
-    def unfrozen_batches(epoch: int):
-        for index in loop.batch_order(len(data.y_train), config.batch_size, config.seed, epoch):
-            images, drawn, data_s = inputs_of(index, view_of(epoch))
-            loss, correct = full_step(images, drawn, tf.constant(data.y_train[index]))
-            yield float(loss), len(index), int(correct), data_s
+    def full_step(index: np.ndarray, view: int) -> tuple[float, int, float]:
+        images, drawn, data_s = inputs_of(index, view)
+        loss, correct = full_step_graph(images, drawn, tf.constant(data.y_train[index]))
+        return float(loss), int(correct), data_s
 
-    batches = loop.frozen_batches(len(data.y_train), config.batch_size, config.seed, view_of, compute,
-                                  head_step, views) if frozen else unfrozen_batches
-    validate = loop.validation(model, data, frozen, _features_numpy, evaluate, views)
-    return loop.run_epochs(FRAMEWORK, config.epochs, len(data.y_train), config.batch_size,
-                           batches, validate, on_event, should_stop)
+    steps = loop.Steps(features, head_step, full_step,
+                       val_features=lambda: _features_numpy(model, data.x_val),
+                       evaluate=lambda features: evaluate(model, data.x_val, data.y_val, features))
+    return loop.fit(FRAMEWORK, steps, len(data.y_train), config, on_event, should_stop, views)
 
 
 # One signature for the drawn values, so each graph is traced once.
@@ -348,6 +344,12 @@ def _scaled(cam: np.ndarray) -> np.ndarray:
     return (cam / np.maximum(peak, 1e-12)).astype(np.float32)
 
 
+def parameter_counts(model: keras.Model) -> dict:
+    """Trainable and total weights, as Keras counts them (batch-norm statistics included)."""
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return {"trainable_params": trainable, "total_params": int(model.count_params())}
+
+
 # ---------------------------------------------------------------- save and load
 
 def save(model: keras.Model, models_dir: str | Path, metadata: dict) -> Path:
@@ -358,7 +360,7 @@ def save(model: keras.Model, models_dir: str | Path, metadata: dict) -> Path:
 def load(folder: str | Path) -> tuple[keras.Model, dict]:
     """Load the .keras file with safe_mode=True (no Python code from the file runs)."""
     metadata = store.read_metadata(folder)
-    model = keras.saving.load_model(Path(folder) / store.MODEL_FILES[FRAMEWORK],
+    model = keras.saving.load_model(Path(folder) / store.model_file(FRAMEWORK),
                                     safe_mode=True, compile=False)
     return model, metadata
 

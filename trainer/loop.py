@@ -1,12 +1,10 @@
-"""The epoch loop both backends share, and the progress events it emits (no framework import).
+"""The training outline both backends share, and the progress events it emits (no framework import).
 
-A backend supplies two functions (with a frozen backbone, `frozen_batches` makes the first from
-the backend's `compute` and `head_step`, with the feature bank): `train_batches(epoch)`, a
-generator that runs one optimisation step per item and yields
-`(loss, images, correct, data_seconds)` for that batch (data_seconds: how long the step waited for
-its input), and `validate()`, which returns
-`(loss, accuracy, probabilities)` on the validation split. This loop times them, emits events, and
-checks the stop flag after every batch, so Stop takes effect within one batch in both frameworks.
+A backend's `train` makes its framework's steps (`Steps`: backbone features of a batch, one step of
+the head, one step through unfrozen stages, the validation) and hands them to `fit`, which runs the
+same outline for both: which view of the augmented images each epoch sees, the feature bank for a
+frozen backbone, the seeded batch order, validation once per epoch, timing, events, and the stop
+flag checked after every batch (so Stop takes effect within one batch in both frameworks).
 
 Events are plain JSON-serialisable dicts with a "type": start, batch, epoch, end, warning. They
 travel through a callable whose default ignores them, and across processes as JSON lines.
@@ -17,10 +15,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trainer.constants import FEATURE_DIM
+
+if TYPE_CHECKING:
+    from trainer.bank import RunViews
+    from trainer.config import TrainConfig
 
 Event = dict
 EventSink = Callable[[Event], None]
@@ -35,11 +39,45 @@ def never() -> bool:
     return False
 
 
-def validation(model, data, frozen: bool, features_of, evaluate,
-               views=None) -> Callable[[], tuple[float, float, object]]:
+@dataclass(frozen=True)
+class Steps:
+    """A backend's framework steps for one training; `fit` decides when each runs. Indices are
+    positions in the training images; a view is the augmented version an epoch sees (view 0 is the
+    images as they are when nothing is augmented)."""
+    # (index, view) -> backbone features of those images in that view (numpy), seconds waited for data
+    features: Callable[[np.ndarray, int], tuple[np.ndarray, float]]
+    # (features, index) -> loss, correct: one optimiser step of the head
+    head_step: Callable[[np.ndarray, np.ndarray], tuple[float, int]]
+    # (index, view) -> loss, correct, seconds waited for data: one step through unfrozen stages and the head
+    full_step: Callable[[np.ndarray, int], tuple[float, int, float]]
+    # () -> backbone features of the validation images
+    val_features: Callable[[], np.ndarray]
+    # (validation features, or None: computed from the images) -> loss, accuracy, probabilities
+    evaluate: Callable[[np.ndarray | None], tuple[float, float, object]]
+
+
+def fit(framework: str, steps: Steps, n_train: int, config: TrainConfig, on_event: EventSink = ignore,
+        should_stop: Callable[[], bool] = never, views: RunViews | None = None) -> dict:
+    """Train with a backend's `steps`; return {"history": [...], "stopped": bool, "val_probabilities": ...}.
+    With a frozen backbone each epoch's features come from the bank (`views`) when it has them."""
+    # Epoch e trains on view e of the augmented images (the same draws in both frameworks,
+    # trainer/augment.py); without augmentation every epoch sees the images as they are.
+    view_of = (lambda epoch: epoch) if config.augment_active else (lambda epoch: 0)
+    frozen = config.unfreeze == 0
+    if frozen:  # only the head learns: it trains on backbone features, computed once per view
+        train_batches = frozen_batches(n_train, config.batch_size, config.seed, view_of, steps.features,
+                                       steps.head_step, views)
+    else:  # unfrozen stages learn too: every batch goes through the backbone
+        train_batches = unfrozen_batches(n_train, config.batch_size, config.seed, view_of, steps.full_step)
+    validate = validation(steps, frozen, views)
+    return run_epochs(framework, config.epochs, n_train, config.batch_size, train_batches, validate,
+                      on_event, should_stop)
+
+
+def validation(steps: Steps, frozen: bool, views: RunViews | None = None) -> Callable[[], tuple[float, float, object]]:
     """`validate()` for run_epochs. With a frozen backbone the validation features are the same every
     epoch: taken from the bank (`views`, trainer/bank.py) or computed at the first validation (not
-    before the first batch), then reused. `features_of(model, images)` returns numpy features."""
+    before the first batch), then reused."""
     cached = None
 
     def validate():
@@ -47,12 +85,23 @@ def validation(model, data, frozen: bool, features_of, evaluate,
         if frozen and cached is None:
             cached = views.get("val") if views is not None else None
             if cached is None:
-                cached = features_of(model, data.x_val)
+                cached = steps.val_features()
                 if views is not None:
                     views.put("val", 0, cached)
-        return evaluate(model, data.x_val, data.y_val, features=cached)
+        return steps.evaluate(cached)
 
     return validate
+
+
+def unfrozen_batches(n_train: int, batch_size: int, seed: int, view_of: Callable[[int], int],
+                     full_step: Callable[[np.ndarray, int], tuple[float, int, float]]
+                     ) -> Callable[[int], Iterator[tuple[float, int, int, float]]]:
+    """`train_batches(epoch)` when stages are unfrozen: one `full_step` per batch."""
+    def train_batches(epoch: int):
+        for index in batch_order(n_train, batch_size, seed, epoch):
+            loss, correct, data_s = full_step(index, view_of(epoch))
+            yield loss, len(index), correct, data_s
+    return train_batches
 
 
 def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer import FRAMEWORKS, data, store
-from trainer.runner import backend
+from trainer import data, frameworks, store
+from trainer.frameworks import backend
 
 
 class Predictor:
@@ -27,7 +27,7 @@ class Predictor:
         """(Re)load models whose files changed; return framework -> metadata of those present."""
         with self.lock:
             found = store.find_models(self.models_dir)
-            for framework in FRAMEWORKS:
+            for framework in frameworks.NAMES:
                 if framework not in found:
                     self.loaded.pop(framework, None)
                     continue
@@ -54,7 +54,7 @@ class Predictor:
         return {fw: store.read_metadata(folder) for fw, folder in store.find_models(self.models_dir).items()}
 
     def missing(self) -> list[str]:
-        return [fw for fw in FRAMEWORKS if fw not in self.loaded]
+        return [fw for fw in frameworks.NAMES if fw not in self.loaded]
 
     def predict(self, image_rgb) -> dict[str, dict]:
         """One decoded PIL RGB image -> framework -> {"probabilities": {class: p}, "seconds": s}."""

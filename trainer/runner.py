@@ -6,36 +6,19 @@ trainer train`) and by the app's training process (trainer/worker.py).
 
 from __future__ import annotations
 
-import importlib
 import platform
 import threading
 import time
 from datetime import UTC, datetime
-from typing import cast
 
 import numpy as np
 
-from trainer import __version__, data, loop, weights
-from trainer.backend import Backend
+from trainer import __version__, data, frameworks, loop, weights
 from trainer.bank import FeatureBank
 from trainer.config import TrainConfig, machine_has_nvidia_gpu
+from trainer.frameworks import backend
 
-PREPROCESSING = {
-    "keras": "keras.applications.resnet50.preprocess_input (caffe: BGR, ImageNet mean subtracted)",
-    "pytorch": "0-1 scaling, then Normalize(ImageNet mean, std)",
-}
 MAX_MISCLASSIFIED = 48
-GPU_UNUSED = {  # a GPU is present, but the framework trains on the CPU: why, and what to do
-    "keras": "this machine has a GPU, but Keras is training on the CPU: TensorFlow found no CUDA "
-             "libraries (install tensorflow[and-cuda], as requirements.txt does)",
-    "pytorch": "this machine has a GPU, but PyTorch is training on the CPU: this torch build has no CUDA",
-}
-
-
-def backend(framework: str) -> Backend:
-    """The backend module of a framework (trainer/backend.py's surface), imported on first use."""
-    name = {"keras": "keras_backend", "pytorch": "torch_backend"}[framework]
-    return cast(Backend, importlib.import_module(f"trainer.{name}"))
 
 
 def load_data(config: TrainConfig, on_event=loop.ignore) -> data.Arrays:
@@ -93,9 +76,11 @@ def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event
     for message in info["warnings"]:
         on_event({"type": "warning", "framework": framework, "message": message})
     if device.startswith("CPU") and config.device != "cpu" and machine_has_nvidia_gpu():
-        on_event({"type": "warning", "framework": framework, "loud": True, "message": GPU_UNUSED[framework]})
+        on_event({"type": "warning", "framework": framework, "loud": True,
+                  "message": frameworks.get(framework).gpu_unused})
     on_event({"type": "start", "framework": framework, "device": device, "classes": arrays.classes,
               "train_images": len(arrays.y_train), "val_images": len(arrays.y_val),
+        "val_paths": arrays.val_paths,  # in the order of val_predicted: the app shows where two models disagree
               "pretrained": info["pretrained"], "precision": info["precision"], "epochs": config.epochs,
               "augment": config.augment_active, "feature_cache": config.feature_cache})
     started = time.perf_counter()
@@ -143,7 +128,8 @@ def summarise(framework, config, arrays, result, info, device, seconds, model=No
         "warnings": info["warnings"], "device": device, "precision": info["precision"], "seconds": seconds,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "train_images": len(arrays.y_train), "val_images": len(arrays.y_val),
-        "preprocessing": PREPROCESSING[framework], "trainer_version": __version__,
+        "val_paths": arrays.val_paths,  # in the order of val_predicted: the app shows where two models disagree
+        "preprocessing": frameworks.get(framework).preprocessing, "trainer_version": __version__,
         "python": platform.python_version(),
     }
     if history:
@@ -155,18 +141,9 @@ def summarise(framework, config, arrays, result, info, device, seconds, model=No
     if result["val_probabilities"] is not None and len(arrays.y_val):
         summary.update(confusion_and_mistakes(arrays, np.asarray(result["val_probabilities"])))
     if model is not None:
-        summary.update(parameter_counts(model), predict_seconds=predict_seconds(framework, model, arrays))
+        summary.update(backend(framework).parameter_counts(model),
+                       predict_seconds=predict_seconds(framework, model, arrays))
     return summary
-
-
-def parameter_counts(model) -> dict:
-    """Trainable and total parameters of a keras.Model or a torch.nn.Module."""
-    if hasattr(model, "count_params"):  # Keras
-        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-        return {"trainable_params": trainable, "total_params": int(model.count_params())}
-    params = list(model.parameters())
-    return {"trainable_params": sum(p.numel() for p in params if p.requires_grad),
-            "total_params": sum(p.numel() for p in params)}
 
 
 def predict_seconds(framework: str, model, arrays: data.Arrays) -> float | None:

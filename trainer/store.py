@@ -15,10 +15,14 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from trainer import FRAMEWORKS
+from trainer import frameworks
 
-MODEL_FILES = {"keras": "model.keras", "pytorch": "model.pt"}
 METADATA = "metadata.json"
+
+
+def model_file(framework: str) -> str:
+    """The saved model's file name, e.g. model.keras (trainer/frameworks.py)."""
+    return frameworks.get(framework).model_file
 
 
 def model_dir(models: str | Path, framework: str) -> Path:
@@ -33,7 +37,7 @@ def save_atomically(models: str | Path, framework: str, write_model: Callable[[P
     final = model_dir(models, framework)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{framework}-", dir=models))
     try:
-        write_model(staging / MODEL_FILES[framework])
+        write_model(staging / model_file(framework))
         (staging / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
         old = models / f".old-{framework}"
         shutil.rmtree(old, ignore_errors=True)
@@ -49,7 +53,7 @@ def save_atomically(models: str | Path, framework: str, write_model: Callable[[P
 def recover(models: str | Path) -> None:
     """Finish a swap that a crash interrupted: put the previous model back where it belongs."""
     models = Path(models)
-    for framework in FRAMEWORKS:
+    for framework in frameworks.NAMES:
         old, final = models / f".old-{framework}", model_dir(models, framework)
         if old.is_dir() and not final.exists():
             os.replace(old, final)
@@ -61,9 +65,9 @@ def find_models(models: str | Path) -> dict[str, Path]:
     if models.is_dir():
         recover(models)
     found = {}
-    for framework in FRAMEWORKS:
+    for framework in frameworks.NAMES:
         folder = model_dir(models, framework)
-        if (folder / MODEL_FILES[framework]).is_file() and (folder / METADATA).is_file():
+        if (folder / model_file(framework)).is_file() and (folder / METADATA).is_file():
             found[framework] = folder
     return found
 

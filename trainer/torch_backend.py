@@ -194,11 +194,10 @@ def _autocast(model: nn.Module, device: torch.device):
 
 def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, should_stop=loop.never,
           views=None) -> dict:
-    """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays). With a frozen
-    backbone the head trains on features of each epoch's view, from the bank (`views`) or computed."""
+    """Train the head (and the unfrozen stages) on `data` (trainer.data.Arrays): PyTorch's steps, run
+    by trainer/loop.py's `fit`. zero_grad, backward, step; the loss takes the head's logits."""
     device = _torch_device(config.device)
     model.to(device)
-    frozen = config.unfreeze == 0
     backbone_params = [p for p in model.parameters() if p.requires_grad and not _is_head(model, p)]
     optimizer = torch.optim.Adam([{"params": model.fc.parameters(), "lr": config.lr},
                                   {"params": backbone_params, "lr": config.fine_tune_lr}])
@@ -207,7 +206,6 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
     # waits for JPEG decoding or host-to-device copies; augmentation runs there too.
     x_train = _to_tensor(data.x_train).to(device)
     y_train = torch.from_numpy(data.y_train).to(device)
-    view_of = (lambda epoch: epoch) if config.augment_active else (lambda epoch: 0)
 
     def inputs_of(index: np.ndarray, view: int) -> tuple[torch.Tensor, float]:
         """View `view` of the images at `index` (uint8 NCHW), and how long making it took."""
@@ -219,36 +217,34 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
         _synchronize(device)  # so the data time is the data's, not the queued GPU work's
         return images, time.perf_counter() - waited
 
-    def compute(index: np.ndarray, view: int) -> tuple[np.ndarray, float]:
+    def features(index: np.ndarray, view: int) -> tuple[np.ndarray, float]:
         images, data_s = inputs_of(index, view)
         with torch.inference_mode(), _autocast(model, device):
             return _backbone_features(model, _normalise(images)).float().cpu().numpy(), data_s
 
-    def step(features: torch.Tensor, index: np.ndarray) -> tuple[float, int]:
+    def step(backbone_features: torch.Tensor, index: np.ndarray) -> tuple[float, int]:
         labels = y_train[torch.from_numpy(index).to(device)]
-        logits = model.fc(features.float())
+        logits = model.fc(backbone_features.float())
         loss = loss_fn(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return loss.item(), int((logits.argmax(1) == labels).sum())
 
-    def head_step(features: np.ndarray, index: np.ndarray) -> tuple[float, int]:
-        return step(torch.from_numpy(features).to(device), index)
+    def head_step(head_input: np.ndarray, index: np.ndarray) -> tuple[float, int]:
+        return step(torch.from_numpy(head_input).to(device), index)
 
-    def unfrozen_batches(epoch: int):
-        for index in loop.batch_order(len(data.y_train), config.batch_size, config.seed, epoch):
-            images, data_s = inputs_of(index, view_of(epoch))
-            with _autocast(model, device):
-                features = _backbone_features(model, _normalise(images))
-            loss, correct = step(features, index)
-            yield loss, len(index), correct, data_s
+    def full_step(index: np.ndarray, view: int) -> tuple[float, int, float]:
+        images, data_s = inputs_of(index, view)
+        with _autocast(model, device):
+            backbone_features = _backbone_features(model, _normalise(images))
+        loss, correct = step(backbone_features, index)
+        return loss, correct, data_s
 
-    batches = loop.frozen_batches(len(data.y_train), config.batch_size, config.seed, view_of, compute,
-                                  head_step, views) if frozen else unfrozen_batches
-    validate = loop.validation(model, data, frozen, _features_numpy, evaluate, views)
-    return loop.run_epochs(FRAMEWORK, config.epochs, len(data.y_train), config.batch_size,
-                           batches, validate, on_event, should_stop)
+    steps = loop.Steps(features, head_step, full_step,
+                       val_features=lambda: _features_numpy(model, data.x_val),
+                       evaluate=lambda features: evaluate(model, data.x_val, data.y_val, features))
+    return loop.fit(FRAMEWORK, steps, len(data.y_train), config, on_event, should_stop, views)
 
 
 def _apply_views(images: torch.Tensor, drawn: dict) -> torch.Tensor:
@@ -336,6 +332,13 @@ def _scaled(cam: np.ndarray) -> np.ndarray:
     return (cam / np.maximum(peak, 1e-12)).astype(np.float32)
 
 
+def parameter_counts(model: nn.Module) -> dict:
+    """Trainable and total parameters, as PyTorch counts them (batch-norm statistics are buffers)."""
+    params = list(model.parameters())
+    return {"trainable_params": sum(p.numel() for p in params if p.requires_grad),
+            "total_params": sum(p.numel() for p in params)}
+
+
 # ---------------------------------------------------------------- save and load
 
 def save(model: nn.Module, models_dir: str | Path, metadata: dict) -> Path:
@@ -349,7 +352,7 @@ def load(folder: str | Path) -> tuple[nn.Module, dict]:
     metadata = store.read_metadata(folder)
     config = TrainConfig.from_dict(metadata["config"]).with_changes(weights="none")
     model, _ = build_model(len(metadata["classes"]), config)
-    state = torch.load(Path(folder) / store.MODEL_FILES[FRAMEWORK], map_location="cpu", weights_only=True)
+    state = torch.load(Path(folder) / store.model_file(FRAMEWORK), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval(), metadata
 

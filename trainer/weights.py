@@ -15,9 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-TORCH_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
-KERAS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-             "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+from trainer import frameworks
 
 
 class WeightsUnavailable(RuntimeError):
@@ -35,11 +33,9 @@ def keras_home() -> Path:
 
 def cache_path(framework: str) -> Path:
     """The file each framework's standard loader reads before it tries to download."""
-    if framework == "pytorch":
-        return torch_home() / "hub" / "checkpoints" / TORCH_URL.rsplit("/", 1)[1]
-    if framework == "keras":
-        return keras_home() / "models" / KERAS_URL.rsplit("/", 1)[1]
-    raise ValueError(f"unknown framework {framework!r}")
+    record = frameworks.get(framework)
+    folder = {"torch": torch_home() / "hub" / "checkpoints", "keras": keras_home() / "models"}[record.weights_cache]
+    return folder / record.weights_url.rsplit("/", 1)[1]
 
 
 def is_cached(framework: str) -> bool:
@@ -48,7 +44,7 @@ def is_cached(framework: str) -> bool:
 
 def unavailable_message(framework: str, error: BaseException | None = None) -> str:
     reason = f" ({type(error).__name__}: {error})" if error else ""
-    url = TORCH_URL if framework == "pytorch" else KERAS_URL
+    url = frameworks.get(framework).weights_url
     return (f"ImageNet weights for {framework} could not be loaded{reason}. Connect to the internet "
             f"once, or put {url} at {cache_path(framework)}; or train from random initialisation "
             "(--weights none, or allow it in the app), which learns far less from so few images.")
@@ -57,7 +53,7 @@ def unavailable_message(framework: str, error: BaseException | None = None) -> s
 def reachable(framework: str, timeout_s: float = 3.0) -> bool:
     """True when the weights file's server answers (a HEAD request; nothing is downloaded)."""
     import urllib.request
-    url = TORCH_URL if framework == "pytorch" else KERAS_URL
+    url = frameworks.get(framework).weights_url
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s):
             return True

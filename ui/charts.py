@@ -4,7 +4,9 @@ as a matplotlib figure (drawn once, when a run ends)."""
 
 from __future__ import annotations
 
-COLOURS = {"keras": "#d00000", "pytorch": "#ee8c00"}  # Keras red, PyTorch orange
+from trainer import frameworks
+
+COLOURS = {name: f.colour for name, f in frameworks.REGISTRY.items()}  # Keras red, PyTorch orange
 MAX_POINTS = 600  # batch points per framework and run; more are thinned (the plot downsamples past ~1,000)
 
 
@@ -57,11 +59,10 @@ def colour_map(names) -> dict[str, str]:
 
     Only the series given: the browser fixes a plot's colours when it first draws it and redraws
     it only when settings such as this map change, so the map must change when a series appears."""
-    shades = {"keras": ("#7a0000", "#f4a3a3"), "pytorch": ("#8a5200", "#f8cf94")}  # (darker, paler)
     every = {}
-    for framework, (dark, pale) in shades.items():
-        every.update({framework: COLOURS[framework], f"{framework} validation": dark,
-                      f"{framework} (previous run)": pale})
+    for framework, f in frameworks.REGISTRY.items():
+        every.update({framework: f.colour, f"{framework} validation": f.colour_dark,
+                      f"{framework} (previous run)": f.colour_pale})
     return {name: every.get(name, "grey") for name in sorted(set(names))}
 
 

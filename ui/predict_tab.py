@@ -18,13 +18,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from trainer import FRAMEWORKS, codegen, data, export, store
+from trainer import codegen, data, export, frameworks, store
 from trainer.constants import MAX_IMAGE_SIZE
 from ui import explain, shared, text
 
 MAX_IMAGES = 12
 MAX_REQUEST_PIXELS = 120_000_000  # declared pixels one request may make the server decode (3 at the cap)
-NAMES = {"keras": "Keras", "pytorch": "PyTorch"}
+NAMES, FRAMEWORKS = frameworks.DISPLAY, frameworks.NAMES
 SOURCES = {"reference": "reference model", "yours": "your model"}
 CLASS_CHOICES = [("predicted class", 0), ("runner-up class", 1)]  # a rank in each model's probabilities
 
@@ -251,7 +251,7 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
                 with gr.Row():
                     for framework in FRAMEWORKS:
                         gr.Code(codegen.gradcam_source(framework), language="python",
-                                label=f"{NAMES[framework]}: trainer/{codegen.BACKEND_FILES[framework]}")
+                                label=f"{NAMES[framework]}: trainer/{codegen.backend_file(framework)}")
 
     explain_args = dict(fn=explain_files, inputs=[browser, files, wanted, rank], outputs=heatmaps,
                         api_visibility="private", concurrency_limit=2, concurrency_id="explain")
