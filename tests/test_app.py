@@ -54,7 +54,7 @@ def visitor(tmp_path, monkeypatch):
         cached.cache_clear()
 
 
-def test_upload_zip_lands_in_the_workspace_and_gradios_copy_is_removed(visitor, tmp_path):
+def test_upload_zip_lands_in_the_workspace_and_can_be_deleted(visitor, tmp_path):
     path = zip_of(make_dataset(tmp_path / "d"), tmp_path / "holiday pics.zip")
     chosen, text = train_tab.upload_zip(visitor, path)
     assert "2 classes: bright, dark" in text and "train: 12 images" in text
@@ -144,7 +144,7 @@ def test_progress_and_log_from_events():
               {"type": "warning", "message": "ImageNet weights unavailable"},
               {"type": "batch", "framework": "pytorch", "epoch": 1, "epochs": 2, "batch": 1, "batches": 2,
                "loss": 0.7, "images_seen": 4, "images_per_s": 3.5, "elapsed_s": 65, "eta_s": 3}]
-    from trainer.jobs import RunView
+    from classroom.jobs import RunView
     idle = {"training": 1, "waiting": 0, "slots": 1}
     text = train_tab.progress_text(RunView("r1", "running", events), idle)
     assert "epoch 1/2, batch 1/2" in text and "3.5 images/s" in text and "elapsed 1:05" in text and "CPU" in text
@@ -160,7 +160,7 @@ def test_a_stopped_both_run_says_exactly_what_was_saved():
 
 
 def test_out_of_memory_reads_as_advice():
-    from trainer.worker import public_message
+    from classroom.worker import public_message
     assert "out of memory" in public_message(MemoryError())
 
 
@@ -195,8 +195,8 @@ def test_names_from_a_visitors_data_are_shown_as_text():
 
 
 def test_a_gpu_the_framework_does_not_use_is_said_loudly(tiny_config, monkeypatch):
+    from classroom.jobs import RunView
     from trainer import runner
-    from trainer.jobs import RunView
     monkeypatch.setattr(runner, "machine_has_nvidia_gpu", lambda: True)  # this machine has none
     events = []
     runner.train(tiny_config.with_changes(framework="pytorch"), events.append)
@@ -209,16 +209,17 @@ def test_a_gpu_the_framework_does_not_use_is_said_loudly(tiny_config, monkeypatc
 def write_run(space, name: str, events: list[dict]) -> None:
     import json
 
-    from trainer import worker
+    from classroom import runs
     (space.runs / name).mkdir(parents=True)
-    (space.runs / name / worker.CONFIG).write_text("{}")
-    (space.runs / name / worker.EVENTS).write_text("".join(json.dumps(e, default=float) + "\n" for e in events))
+    (space.runs / name / runs.CONFIG).write_text("{}")
+    (space.runs / name / runs.EVENTS).write_text("".join(json.dumps(e, default=float) + "\n" for e in events))
 
 
 def test_a_both_run_is_compared_and_stays_shown_after_a_stopped_run(visitor, tmp_path):
     """After a run with both frameworks: a table of the two, how often they agree on the validation
     images and those they disagree on; a newer run that is stopped keeps them on the page."""
-    from trainer import jobs, runner
+    from classroom import runs
+    from trainer import runner
     from trainer.config import TrainConfig
     space = shared.workspaces().open(visitor)
     events = []
@@ -236,7 +237,7 @@ def test_a_both_run_is_compared_and_stays_shown_after_a_stopped_run(visitor, tmp
                {"type": "finished", "status": "stopped"}]
     write_run(space, "20261127-150000-000000", stopped)
     view = shared.jobs().view(space)
-    assert view.status == "stopped" and jobs.runs_of(space)[-1].name == view.run_id
+    assert view.status == "stopped" and runs.runs_of(space)[-1].name == view.run_id
     parts = train_tab.render(space, view, shared.jobs().overview())
     results = parts["results"]
     assert "last finished run" in results and "UTC" in results and "T14" not in results

@@ -4,15 +4,17 @@ loses nothing. The queue runs tests/support/fake_worker.py, which writes a real 
 fraction of a second; real training through the queue is tested in test_app_api.py."""
 
 import os
+import signal
 import sys
 import time
 
 import pytest
 
+from classroom.jobs import Busy, Jobs, QueueFull
+from classroom.workspace import Limits, QuotaExceeded, Workspaces
 from conftest import ROOT
+from support import fake_worker
 from trainer.config import TrainConfig
-from trainer.jobs import Busy, Jobs, QueueFull
-from trainer.workspace import Limits, QuotaExceeded, Workspaces
 
 FAKE_WORKER = (sys.executable, str(ROOT / "tests" / "support" / "fake_worker.py"))
 
@@ -26,9 +28,15 @@ def jobs_for(spaces, max_runs=1, **kwargs):
     return Jobs(spaces, spaces.root / ".keep-queue", max_runs=max_runs, command=FAKE_WORKER, warm=0, **kwargs)
 
 
-def config(pace_s=0.02, epochs=1):
-    """A run of `epochs` x 10 fake batches, `pace_s` each (the fake worker reads its pace from lr)."""
-    return TrainConfig(data_dir="unused", epochs=epochs, lr=pace_s)
+def config(epochs=1):
+    """A run of `epochs` x 10 fake batches (tests/support/fake_worker.py)."""
+    return TrainConfig(data_dir="unused", epochs=epochs)
+
+
+def paced(space, pace_s: float):
+    """The workspace, its fake runs now taking `pace_s` per batch (0.02 s unless said)."""
+    (space.root / fake_worker.PACE_FILE).write_text(str(pace_s))
+    return space
 
 
 def wait_for(condition, timeout_s=30):
@@ -77,7 +85,7 @@ def test_quota_refuses_with_numbers_and_uploads_are_found_by_listing(spaces):
 def test_runs_wait_in_order_with_positions_and_one_run_per_workspace(spaces):
     jobs = jobs_for(spaces)
     a, b, c = spaces.create(), spaces.create(), spaces.create()
-    jobs.submit(a, config(pace_s=0.2))
+    jobs.submit(paced(a, 0.2), config())
     jobs.submit(b, config())
     jobs.submit(c, config())
     with pytest.raises(Busy):
@@ -100,7 +108,7 @@ def test_runs_wait_in_order_with_positions_and_one_run_per_workspace(spaces):
 def test_stop_reaches_only_ones_own_run(spaces):
     jobs = jobs_for(spaces)
     a, b = spaces.create(), spaces.create()
-    jobs.submit(a, config(pace_s=0.05, epochs=20))
+    jobs.submit(paced(a, 0.05), config(epochs=20))
     jobs.submit(b, config())
     assert jobs.cancel(b) == "cancelled" and jobs.view(b).status == "cancelled"
     assert jobs.cancel(spaces.create()) is None
@@ -113,7 +121,7 @@ def test_stop_reaches_only_ones_own_run(spaces):
 def test_a_restarted_app_finds_the_running_run_and_starts_the_waiting_ones(spaces):
     jobs = jobs_for(spaces)
     a, b = spaces.create(), spaces.create()
-    jobs.submit(a, config(pace_s=0.1))
+    jobs.submit(paced(a, 0.1), config())
     jobs.submit(b, config())
     restarted = jobs_for(spaces)  # a new app process reads the queue from disk
     assert restarted.view(a).status in ("starting", "running") and restarted.view(b).position == 1
@@ -136,19 +144,19 @@ def test_a_run_handed_to_a_retiring_warm_worker_goes_back_to_the_head_of_the_que
 
 def test_a_full_queue_says_so(spaces):
     jobs = jobs_for(spaces, max_waiting=1)
-    jobs.submit(spaces.create(), config(pace_s=0.2))
+    jobs.submit(paced(spaces.create(), 0.2), config())
     jobs.submit(spaces.create(), config())
     with pytest.raises(QueueFull, match="queue is full"):
         jobs.submit(spaces.create(), config())
 
 
-def test_a_dead_worker_reads_as_failed_and_frees_its_slot(spaces):
+def test_a_killed_worker_reads_as_failed_and_frees_its_slot(spaces):
     jobs = jobs_for(spaces)
     a, b = spaces.create(), spaces.create()
-    jobs.submit(a, config(pace_s=0.2, epochs=10))
+    jobs.submit(paced(a, 0.2), config(epochs=10))
     jobs.submit(b, config())
     wait_for(lambda: jobs.view(a).status == "running")
-    jobs.processes[jobs.running[0].key].kill()
+    os.kill(next(e["pid"] for e in jobs.view(a).events if e["type"] == "begin"), signal.SIGKILL)
     wait_for(lambda: (jobs.schedule(), jobs.view(b).status)[1] == "done")
     view = jobs.view(a)
     assert view.status == "failed" and "ended unexpectedly" in view.error
@@ -156,7 +164,6 @@ def test_a_dead_worker_reads_as_failed_and_frees_its_slot(spaces):
 
 @pytest.mark.slow
 def test_warm_workers_train_run_after_run_and_a_killed_one_is_replaced(tmp_path, spaces):
-    import signal
 
     from conftest import make_dataset
     jobs = Jobs(spaces, spaces.root / ".keep-queue", max_runs=1)  # the real worker, one warm
@@ -184,9 +191,9 @@ def test_warm_workers_train_run_after_run_and_a_killed_one_is_replaced(tmp_path,
 
 @pytest.mark.slow
 def test_a_small_class_shares_one_app(capsys):
-    """The classroom load test (tests/classroom.py) at a size that fits the suite, hostile uploads
+    """The classroom load test (tests/class_load.py) at a size that fits the suite, hostile uploads
     mixed in: every student's run completes, no request fails, and the figures are printed."""
-    import classroom
-    assert classroom.main(["--students", "4", "--minutes", "8", "--hostile"]) == 0
+    import class_load
+    assert class_load.main(["--students", "4", "--minutes", "8", "--hostile"]) == 0
     report = capsys.readouterr().out
     assert "runs completed 4/4, lost 0" in report and "failed requests: 0" in report

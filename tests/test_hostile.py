@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from classroom import runs, worker
 from conftest import make_dataset
-from trainer import archive, data, frameworks, store, worker
+from trainer import archive, data, frameworks, store
 from trainer.config import TrainConfig
 from trainer.frameworks import backend
 
@@ -197,9 +198,9 @@ def test_a_failing_run_reports_without_server_paths(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     config = TrainConfig(data_dir=os.path.join(os.getcwd(), "no-such-data"), weights="none")
-    (run / worker.CONFIG).write_text(config.to_json())
+    (run / runs.CONFIG).write_text(config.to_json())
     assert worker.main(str(run)) == 1
-    events = [json.loads(line) for line in (run / worker.EVENTS).read_text().splitlines()]
+    events = [json.loads(line) for line in (run / runs.EVENTS).read_text().splitlines()]
     error = next(e for e in events if e["type"] == "error")["message"]
     assert "does not exist" in error and os.getcwd() not in error
     assert events[-1] == {"type": "finished", "status": "failed"}
@@ -207,8 +208,8 @@ def test_a_failing_run_reports_without_server_paths(tmp_path):
 
 def start_real_run(tmp_path, warm=0):
     """A real PyTorch run's queue, workspace and settings (worker processes of their own, or warm)."""
-    from trainer.jobs import Jobs
-    from trainer.workspace import Workspaces
+    from classroom.jobs import Jobs
+    from classroom.workspace import Workspaces
     spaces = Workspaces(tmp_path / "workspaces")
     space = spaces.create()
     jobs = Jobs(spaces, tmp_path / "state", warm=warm)
@@ -226,7 +227,7 @@ def wait_until_training(jobs, space, timeout_s=120):
 
 @pytest.mark.slow
 def test_killed_run_is_reported_and_saved_models_survive(tmp_path):
-    from trainer.jobs import Busy, Jobs
+    from classroom.jobs import Busy, Jobs
     jobs, space, config = start_real_run(tmp_path)
     saved = store.save_atomically(space.models, "pytorch", lambda p: p.write_bytes(b"old model"), {"n": 1})
     outcomes = []

@@ -9,13 +9,11 @@ On the same images, per framework, in one run:
    mode, channels_last / tf.data, bfloat16 where the CPU has it);
 3. the backbone's pure forward pass on ready tensors, same batch size and precision (the ceiling);
 4. this project's feature-cache epochs;
-then one image through both saved models (warm), the app's start-up time (median of three starts),
-the time from Start (at the Train tab's default settings) to the first chart point, and the app's
-peak memory after training and predicting with both. Prints a table, then one JSON line.
+then one image through both saved models (warm). Prints a table, then one JSON line.
 
-The training measurements live here; the app's figures come from tests/support/appbench.py, which
-drives a live app through the tests' one launcher. So the full bench runs from a checkout of the
-repository (with the test tools of requirements-dev.txt installed); `--epochs` needs neither.
+The app's figures (start-up, first chart point, first and second default runs, peak memory) are
+measured by driving a live app, which the library does not do: `python tests/bench_app.py` (same
+flags) runs these measurements and the app's, and prints both in one table and one JSON line.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -36,7 +33,6 @@ from trainer.backend import Backend
 from trainer.bank import FeatureBank
 from trainer.config import TrainConfig
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
 SEED_EPOCHS = 2  # the first one warms up (graph tracing, caches); the second is timed
 ROUNDS = 3  # timed training epochs, each followed by a timed forward pass
 
@@ -44,7 +40,15 @@ ROUNDS = 3  # timed training epochs, each followed by a timed forward pass
 def main(args) -> int:
     if args.epochs:
         return epoch_check(args)
-    appbench = import_appbench()  # before the long measurements: fail early outside a checkout
+    with tempfile.TemporaryDirectory() as models:
+        figures, _ = training_figures(args, models)
+    report(figures)
+    return 0
+
+
+def training_figures(args, models: str) -> tuple[dict, TrainConfig]:
+    """The training measurements (1-4 above) and predict_both_s, with both models saved in `models`;
+    and the settings they ran with."""
     config = TrainConfig(framework="both", data_dir=args.data, limit=args.limit, image_size=args.image_size,
                          batch_size=args.batch_size, weights="none", epochs=2).validate()
     dataset = data.discover(config.data_dir, config.seed)
@@ -54,30 +58,17 @@ def main(args) -> int:
     print(f"bench: {len(train)} train / {len(val)} validation images, {config.image_size} px, batch "
           f"{config.batch_size}, {os.cpu_count()} CPUs", file=sys.stderr)
     figures = {}
-    with tempfile.TemporaryDirectory() as models:
-        for framework in ("pytorch", "keras"):
-            figures[framework] = measure(framework, config.with_changes(out_dir=models), arrays, train, val)
-        figures["predict_both_s"] = predict_both(models, arrays.val_paths[0])
-        app = appbench.app_figures(models, config)
-        figures.update({key: app[key] for key in ("first_chart_point_s", "peak_rss_mb", "first_run_s",
-                                                  "first_point_warm_s", "second_run_s")})
-        ready = app["app_ready_each_s"]
-        figures["app_ready_s"], figures["app_ready_each_s"] = float(np.median(ready)), ready
+    for framework in frameworks.ORDER:
+        figures[framework] = measure(framework, config.with_changes(out_dir=models), arrays, train, val)
+    figures["predict_both_s"] = predict_both(models, arrays.val_paths[0])
+    return figures, config
+
+
+def report(figures: dict) -> None:
+    """The table, then the figures as one JSON line."""
     figures["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print_table(figures)
     print(json.dumps(figures))
-    return 0
-
-
-def import_appbench():
-    """tests/support/appbench.py (the app's figures), with tests/ on sys.path as under pytest."""
-    if not (TESTS / "support" / "appbench.py").is_file():
-        raise SystemExit(f"bench: {TESTS / 'support' / 'appbench.py'} not found: run the bench from a checkout "
-                         "of the repository (or use --epochs, which does not start the app)")
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
-    from support import appbench
-    return appbench
 
 
 def epoch_check(args) -> int:
@@ -280,7 +271,7 @@ def predict_both(models: str, image_path: str) -> float:
 def print_table(figures: dict) -> None:
     print(f"\n{'':<10}{'seed img/s':>11}{'train img/s':>12}{'forward img/s':>14}{'train/seed':>11}"
           f"{'train/fwd':>10}{'seed epoch s':>13}{'cached epoch s':>15}{'seed/cached':>12}  precision")
-    for framework in ("keras", "pytorch"):
+    for framework in frameworks.NAMES:
         f = figures[framework]
         print(f"{framework:<10}{f['seed_img_s']:>11.1f}{f['train_img_s']:>12.1f}{f['forward_img_s']:>14.1f}"
               f"{f['train_img_s'] / f['seed_img_s']:>11.2f}{f['train_img_s'] / f['forward_img_s']:>10.2f}"
@@ -288,10 +279,12 @@ def print_table(figures: dict) -> None:
               f"  {f['precision']}")
         print(f"{'':<10}warm-bank epoch {f['bank_epoch_s']:.3f} s against {f['train_epoch_s']:.1f} s augmented: "
               f"{f['train_epoch_s'] / f['bank_epoch_s']:.0f}x")
-    print(f"predict both, one image, warm: {figures['predict_both_s']:.3f} s | app ready: "
-          f"{figures['app_ready_s']:.1f} s (median of {', '.join(f'{r:.1f}' for r in figures['app_ready_each_s'])})"
-          f" | first chart point after Start: {figures['first_chart_point_s']:.1f} s"
-          f" | app peak memory: {figures['peak_rss_mb']:.0f} MB")
-    print(f"default run, both frameworks: first {figures['first_run_s']:.1f} s; an identical second one "
-          f"with the bank warm: first chart point {figures['first_point_warm_s']:.2f} s, "
-          f"finished {figures['second_run_s']:.1f} s")
+    print(f"predict both, one image, warm: {figures['predict_both_s']:.3f} s")
+    if "app_ready_s" in figures:  # tests/bench_app.py measured the app too
+        print(f"app ready: {figures['app_ready_s']:.1f} s (median of "
+              f"{', '.join(f'{r:.1f}' for r in figures['app_ready_each_s'])})"
+              f" | first chart point after Start: {figures['first_chart_point_s']:.1f} s"
+              f" | app peak memory: {figures['peak_rss_mb']:.0f} MB")
+        print(f"default run, both frameworks: first {figures['first_run_s']:.1f} s; an identical second one "
+              f"with the bank warm: first chart point {figures['first_point_warm_s']:.2f} s, "
+              f"finished {figures['second_run_s']:.1f} s")

@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from trainer import codegen, store
+from trainer import codegen, public, store
 
 SERVER_ONLY = ("saved_to", "misclassified", "val_paths")  # metadata keys that name server files
 
@@ -26,6 +26,8 @@ def public_metadata(metadata: dict) -> dict:
     """metadata.json as it may leave the server: no server folders or file paths."""
     kept = {key: value for key, value in metadata.items() if key not in SERVER_ONLY}
     kept["config"] = {**metadata.get("config", {}), "data_dir": "", "out_dir": ""}
+    # The warnings can name a weights cache in the server's home folder.
+    kept["warnings"] = [public.text(str(w)) for w in metadata.get("warnings", [])]
     return kept
 
 

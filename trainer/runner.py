@@ -1,7 +1,7 @@
 """A whole training run: find and load the data once, train each framework, save, summarise.
 
 Framework-free: the backends are imported when a run needs them. Used by the CLI (`python -m
-trainer train`) and by the app's training process (trainer/worker.py).
+trainer train`) and by the app's training process (classroom/worker.py).
 """
 
 from __future__ import annotations

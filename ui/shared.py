@@ -2,7 +2,7 @@
 
 Shared: the Space's reference models (`AVP_MODELS_DIR`, written by the owner with the CLI, never by
 the app), the server's data sets (`AVP_DATA_DIR`), the training queue, and loaded models.
-Per visitor: a workspace (trainer/workspace.py) found from the id kept in their browser; every
+Per visitor: a workspace (classroom/workspace.py) found from the id kept in their browser; every
 handler that touches a visitor's data, runs or models goes through `workspace(id)`.
 """
 
@@ -16,9 +16,9 @@ import traceback
 from collections import OrderedDict
 from pathlib import Path
 
-from trainer import data
+from classroom.workspace import Workspace, Workspaces
+from trainer import data, public
 from trainer.config import default_data_dir
-from trainer.workspace import Workspace, Workspaces
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = Path(os.environ.get("AVP_MODELS_DIR", ROOT / "models")).resolve()
@@ -41,7 +41,7 @@ def workspaces() -> Workspaces:
 
 @functools.cache
 def jobs():
-    from trainer.jobs import Jobs
+    from classroom.jobs import Jobs
     return Jobs(workspaces(), WORKSPACES_DIR / ".keep-queue")
 
 
@@ -149,11 +149,5 @@ def example_images(per_class: int = 2) -> list[str]:
 
 
 def public_error(error: BaseException) -> str:
-    """An error message fit for a page: no server folders."""
-    text = str(error)
-    for folder in sorted({str(WORKSPACES_DIR), str(ROOT), str(Path.home()),
-                          str(Path(default_data_dir()).resolve())}, key=len,
-                         reverse=True):
-        if folder and folder not in (".", "/"):
-            text = text.replace(folder, "…")
-    return text
+    """An error message fit for a page: no server folders (trainer/public.py), the workspaces' included."""
+    return public.text(str(error).replace(str(WORKSPACES_DIR), "…"))

@@ -1,7 +1,7 @@
 """Train tab: choose a data set and settings, queue a run, watch it live, stop it.
 
 Each visitor acts on their own workspace (ui/shared.py): their uploads, their one run waiting or
-going, their models. Runs wait in a server-wide queue (trainer/jobs.py) and train in separate
+going, their models. Runs wait in a server-wide queue (classroom/jobs.py) and train in separate
 processes; the page polls its own run with a gr.Timer, so a closed tab loses nothing. Other
 visitors' runs show only as "the trainer is busy" and the length of the queue.
 
@@ -21,11 +21,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from trainer import archive, data, jobs, weights
+from classroom import jobs
+from classroom.jobs import Busy, QueueFull, RunView
+from classroom.workspace import INCOMING, QuotaExceeded, Workspace, folder_bytes
+from trainer import archive, data, weights
 from trainer.cli import HELP
 from trainer.config import TrainConfig
-from trainer.jobs import Busy, QueueFull, RunView
-from trainer.workspace import INCOMING, QuotaExceeded, Workspace, folder_bytes
 from ui import charts, shared, text
 
 POLL_S = 1.0

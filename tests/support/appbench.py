@@ -1,8 +1,8 @@
-"""The app's figures for `python -m trainer bench`: start-up, first chart point, peak memory.
+"""The app's figures for the whole bench (tests/bench_app.py): start-up, first chart point, peak memory.
 
 Drives a live app over HTTP (gradio_client), as a visitor's browser would, through the one launcher
 (tests/support/launch.py). Lives beside the tests because it needs the repository's app.py and the
-test tools, not the trainer library; trainer/bench.py imports it when run from a checkout.
+test tools, not the trainer library.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""A stand-in for `python -m trainer.worker RUN_DIR` in the queue's tests: it writes the events a
-real run writes (begin, start, one batch every 20 ms for `epochs` x 10 batches, finished) and
-honours the stop file, in a fraction of a second instead of importing a framework."""
+"""A stand-in for `python -m classroom.worker RUN_DIR` in the queue's tests: it writes the events a
+real run writes (begin, start, `epochs` x 10 batches, finished) into the real run folder
+(classroom/runs.py) and honours Stop, in a fraction of a second instead of importing a framework.
+Each batch takes 0.02 s, or what the workspace's PACE_FILE says (tests/test_classroom.py `paced`)."""
 
 import json
 import os
@@ -8,27 +9,39 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project, for classroom.runs
+
+from classroom import runs  # noqa: E402
+
+PACE_FILE = "fake-pace"
+
+
+def pace_s(run: Path) -> float:
+    try:
+        return float((run.parents[1] / PACE_FILE).read_text())  # <workspace>/runs/<run>
+    except OSError:
+        return 0.02
+
 
 def main(run: Path) -> int:
-    config = json.loads((run / "config.json").read_text())
-    batches = config["epochs"] * 10
-    with open(run / "events.jsonl", "a", buffering=1) as sink:
+    batches, pace = runs.read_config(run).epochs * 10, pace_s(run)
+    with open(run / runs.EVENTS, "a", buffering=1) as sink:
         emit = lambda event: sink.write(json.dumps(event) + "\n")  # noqa: E731
         emit({"type": "begin", "pid": os.getpid()})
         emit({"type": "start", "framework": "pytorch"})
         for batch in range(1, batches + 1):
-            if (run / "stop").exists():
+            if runs.stop_requested(run):
                 emit({"type": "finished", "status": "stopped"})
                 return 0
             emit({"type": "batch", "framework": "pytorch", "batch": batch, "batches": batches,
-                  "eta_s": (batches - batch) * float(config.get("lr", 0.02))})
-            time.sleep(float(config.get("lr", 0.02)))  # the test sets the pace through lr
+                  "eta_s": (batches - batch) * pace})
+            time.sleep(pace)
         emit({"type": "finished", "status": "done"})
     return 0
 
 
 def retiring_warm_worker() -> int:
-    """As `python -m trainer.worker --warm` on its last run: trains the first run it is given,
+    """As `python -m classroom.worker --warm` on its last run: trains the first run it is given,
     takes a moment to exit, and loses the run it is handed meanwhile."""
     main(Path(sys.stdin.readline().strip()))
     time.sleep(0.5)

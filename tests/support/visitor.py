@@ -15,8 +15,8 @@ from pathlib import Path
 
 from gradio_client import Client, handle_file
 
+from classroom.jobs import ACTIVE
 from trainer.config import TrainConfig
-from trainer.jobs import ACTIVE
 
 SERVER_CHOSEN = ("data_dir", "out_dir", "device", "precision")  # the app decides these
 

@@ -1,5 +1,5 @@
 """The training queue of a whole server: runs wait in FIFO order, `max_runs` train at once, each
-in its own process (trainer/worker.py), and every visitor sees and acts on their own run only.
+in its own process (classroom/worker.py), and every visitor sees and acts on their own run only.
 
     jobs = Jobs(workspaces, state_dir, max_runs=1)
     jobs.submit(space, config)   # queue a run; Busy if this workspace already has one waiting or going
@@ -8,7 +8,7 @@ in its own process (trainer/worker.py), and every visitor sees and acts on their
     jobs.schedule()              # start waiting runs while a slot is free (the app calls it every second)
     jobs.overview()              # what anybody may know: how many runs train and how many wait
 
-Runs live in their workspace (`<workspace>/runs/<id>/`: config.json, events.jsonl, worker.log). The
+Runs live in their workspace (`<workspace>/runs/<id>/`, classroom/runs.py). The
 queue and the running runs are kept in `<state_dir>/queue.json`, written atomically, so a restarted
 app finds them: a running run goes on in its own process (a new session, not the app's child) and
 is recognised again by its pid; waiting runs start in order. No framework import.
@@ -27,13 +27,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 
-from trainer import worker
+from classroom import runs
+from classroom.pool import WarmPool, worker_env
+from classroom.runs import append_event, latest, read_events, run_error, run_status, runs_of, worker_alive
+from classroom.workspace import Workspace, Workspaces
 from trainer.config import TrainConfig
-from trainer.pool import WarmPool, worker_env
-from trainer.workspace import Workspace, Workspaces
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_GRACE_S = 120  # a run that has not stopped this long after Stop is killed
@@ -89,7 +89,7 @@ def default_max_runs() -> int:
 
 class Jobs:
     def __init__(self, workspaces: Workspaces, state_dir: str | Path, max_runs: int | None = None,
-                 max_waiting: int | None = None, command: tuple[str, ...] = (sys.executable, "-m", "trainer.worker"),
+                 max_waiting: int | None = None, command: tuple[str, ...] = (sys.executable, "-m", "classroom.worker"),
                  warm: int | None = None):
         self.workspaces = workspaces
         self.state_file = Path(state_dir) / "queue.json"
@@ -139,8 +139,7 @@ class Jobs:
             self._forget_old_runs(space)
             run_id = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             run = space.runs / run_id
-            run.mkdir(parents=True)
-            (run / worker.CONFIG).write_text(config.to_json())
+            runs.create(run, config)
             units = len(config.frameworks) * config.epochs
             self.waiting.append(Entry(space.id, run_id, units, time.time()))
             self._save()
@@ -160,7 +159,7 @@ class Jobs:
                 self._save()
                 append_event(run, {"type": "finished", "status": "cancelled"})
                 return "cancelled"
-            (run / worker.STOP).touch()
+            runs.request_stop(run)
             threading.Thread(target=self._kill_if_stuck, args=(entry,), daemon=True).start()
             return "stopping"
 
@@ -221,7 +220,7 @@ class Jobs:
         run = self.run_dir(entry)
         process = self.pool.take(run) if self.pool else None
         if process is None:
-            with open(run / worker.LOG, "w") as log:
+            with open(run / runs.LOG, "w") as log:
                 process = subprocess.Popen([*self.command, str(run)], cwd=ROOT, env=worker_env(), stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True)
         entry.started_at, entry.pid = time.time(), process.pid
@@ -290,17 +289,17 @@ class Jobs:
     def view(self, space: Workspace) -> RunView:
         """This workspace's newest run."""
         with self.lock:
-            runs = runs_of(space)
-            if not runs:
+            folders = runs_of(space)
+            if not folders:
                 return RunView("", "none")
-            run = runs[-1]
+            run = folders[-1]
             events, key = read_events(run), (space.id, run.name)
             waiting = [e.key for e in self.waiting]
             if key in waiting:
                 return RunView(run.name, "queued", events, position=waiting.index(key) + 1,
                                start_in_s=self._starts_in(time.time())[key])
             going = any(e.key == key for e in self.running)
-            stopped = (run / worker.STOP).exists()
+            stopped = runs.stop_requested(run)
             return RunView(run.name, run_status(run, events, going), events, run_error(events, going or stopped))
 
     def previous_events(self, space: Workspace) -> list[dict]:
@@ -310,76 +309,3 @@ class Jobs:
             if any(e["type"] == "batch" for e in events):
                 return events
         return []
-
-
-# ---------------------------------------------------------------- run folders
-
-def runs_of(space: Workspace) -> list[Path]:
-    """Run folders of a workspace, oldest first (their names are start times)."""
-    if not space.runs.is_dir():
-        return []
-    return sorted(p for p in space.runs.iterdir() if (p / worker.CONFIG).is_file())
-
-
-def run_status(run: Path, events: list[dict], going: bool) -> str:
-    finished = latest(events, "finished")
-    if finished:
-        return finished["status"]
-    if going:
-        if (run / worker.STOP).exists():
-            return "stopping"
-        return "running" if any(e["type"] == "start" for e in events) else "starting"
-    return "stopped" if (run / worker.STOP).exists() else "failed"  # killed after Stop: still a stop
-
-
-def run_error(events: list[dict], going: bool) -> str | None:
-    error = next((e["message"] for e in events if e["type"] == "error"), None)
-    if error or going or latest(events, "finished"):
-        return error
-    return "the training process ended unexpectedly (killed, or out of memory)"
-
-
-def latest(events: list[dict], kind: str) -> dict:
-    return next((e for e in reversed(events) if e["type"] == kind), {})
-
-
-def append_event(run: Path, event: dict) -> None:
-    with open(run / worker.EVENTS, "a") as sink:
-        sink.write(json.dumps(event) + "\n")
-
-
-def read_events(run: Path) -> list[dict]:
-    """A run's events so far; a line being written right now is left for the next read."""
-    path = run / worker.EVENTS
-    try:
-        stat = path.stat()
-    except OSError:
-        return []
-    return list(_parse_events(str(path), stat.st_size, stat.st_mtime_ns))
-
-
-@lru_cache(maxsize=256)
-def _parse_events(path: str, size: int, mtime_ns: int) -> tuple[dict, ...]:
-    events = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return ()
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return tuple(events)
-
-
-def worker_alive(pid: int, run: Path) -> bool:
-    """True when `pid` is still the worker of `run` (not a later process that reused the pid): its
-    own worker, or a warm worker whose begin event for this run names that pid."""
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    if str(run).encode() in command:
-        return True
-    return b"--warm" in command and latest(read_events(run), "begin").get("pid") == pid

@@ -1,8 +1,8 @@
 """Warm training workers: processes with both frameworks imported, waiting for a run.
 
-`python -m trainer.worker --warm` imports torch and TensorFlow once, then trains the run whose
-folder it reads from its standard input, one per line (trainer/worker.py `serve`). The queue
-(trainer/jobs.py) hands each run to an idle one, or starts a worker of its own for it when none is
+`python -m classroom.worker --warm` imports torch and TensorFlow once, then trains the run whose
+folder it reads from its standard input, one per line (classroom/worker.py `serve`). The queue
+(classroom/jobs.py) hands each run to an idle one, or starts a worker of its own for it when none is
 ready. No framework import here.
 """
 
@@ -22,7 +22,7 @@ def worker_env() -> dict:
 
 class WarmPool:
     """Worker processes with both frameworks imported, waiting for a run on their standard input
-    (`python -m trainer.worker --warm`). A busy one is given back when its run has finished; a dead
+    (`python -m classroom.worker --warm`). A busy one is given back when its run has finished; a dead
     or retired one is replaced; each is a process of its own, so a crash takes only its run down and
     its memory goes back when it exits."""
 

@@ -1,5 +1,5 @@
-"""The training process the app starts: `python -m trainer.worker RUN_DIR`, or a warm one,
-`python -m trainer.worker --warm`, which imports both frameworks once and then trains the runs
+"""The training process the app starts: `python -m classroom.worker RUN_DIR`, or a warm one,
+`python -m classroom.worker --warm`, which imports both frameworks once and then trains the runs
 whose folders it reads from its standard input, one per line, until its input ends, it has run
 RECYCLE_RUNS runs, or its memory has grown past `AVP_WORKER_MAX_MB` (then it exits, and its memory
 goes back; the app starts another). A warm worker keeps the last data set it decoded, so a next run
@@ -22,29 +22,29 @@ import sys
 import traceback
 from pathlib import Path
 
+from classroom import runs
+from trainer import frameworks, public
 from trainer.bank import FeatureBank
-from trainer.config import TrainConfig
 
-EVENTS, CONFIG, STOP, LOG = "events.jsonl", "config.json", "stop", "worker.log"
 RECYCLE_RUNS = 20  # a warm worker trains this many runs, then makes way for a fresh one
 
 
 def main(run_dir: str) -> int:
     run = Path(run_dir)
-    sink = open(run / EVENTS, "a", buffering=1)  # line-buffered: the app sees each event at once
+    sink = open(run / runs.EVENTS, "a", buffering=1)  # line-buffered: the app sees each event at once
 
     def emit(event: dict) -> None:
         sink.write(json.dumps(event, default=float) + "\n")
 
     try:
         from trainer import runner
-        config = TrainConfig.from_json((run / CONFIG).read_text())
+        config = runs.read_config(run)
         emit({"type": "begin", "pid": os.getpid(), "frameworks": list(config.frameworks)})
         # Stop when asked, or when the run's folder is gone (deleted under a running process,
         # nobody could ask it to stop or see its events any more).
-        results = runner.train(config, emit, lambda: (run / STOP).exists() or not run.is_dir(),
+        results = runner.train(config, emit, lambda: runs.stop_requested(run) or not run.is_dir(),
                                FeatureBank.from_env())
-        stopped = (run / STOP).exists() or any(r["stopped"] for r in results.values())
+        stopped = runs.stop_requested(run) or any(r["stopped"] for r in results.values())
         emit({"type": "finished", "status": "stopped" if stopped else "done"})
         return 0
     except BaseException as error:  # noqa: BLE001 - report everything, then fail
@@ -61,22 +61,19 @@ def public_message(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     if isinstance(error, MemoryError):
         text = "out of memory: try a smaller image size, batch size or --limit"
-    for folder in {str(Path.cwd()), str(Path.home()), sys.prefix}:
-        text = text.replace(folder, "…")
-    return text[:2000]
+    return public.text(text)[:2000]
 
 
 def serve() -> int:
     """A warm worker's life: frameworks imported now, then one run per line of standard input."""
-    from trainer import runner
-    for framework in ("pytorch", "keras"):  # torch (torchvision) first: see trainer/keras_backend.py
-        runner.backend(framework)
+    for framework in frameworks.ORDER:  # torch (torchvision) first: see trainer/keras_backend.py
+        frameworks.backend(framework)
     max_mb = float(os.environ.get("AVP_WORKER_MAX_MB", 8000))
     for _ in range(RECYCLE_RUNS):
         line = sys.stdin.readline()
         if not line.strip():
             break  # the app closed our input (it ended, or it let us go)
-        with open(Path(line.strip()) / LOG, "a") as log, contextlib.redirect_stdout(log), \
+        with open(Path(line.strip()) / runs.LOG, "a") as log, contextlib.redirect_stdout(log), \
                 contextlib.redirect_stderr(log):
             main(line.strip())
         if peak_rss_mb() > max_mb:

@@ -2,9 +2,9 @@
 share one app on loopback. Each uploads a data set or picks the server's, queues a short run, waits
 for it, then predicts with their own models while the others train and predict.
 
-    python tests/classroom.py --students 30                  # generated images, 32 px, PyTorch
-    python tests/classroom.py --students 30 --data ../shared/data/avp --image-size 64
-    python tests/classroom.py --students 30 --hostile   # every third student first uploads hostile zips
+    python tests/class_load.py --students 30                  # generated images, 32 px, PyTorch
+    python tests/class_load.py --students 30 --data ../shared/data/avp --image-size 64
+    python tests/class_load.py --students 30 --hostile   # every third student first uploads hostile zips
 
 Prints runs completed and lost, how long runs waited in the queue and trained and how long
 predictions took (p50, p95, max), failed requests, and the app's peak memory; exits 1 if any run
