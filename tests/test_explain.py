@@ -1,6 +1,8 @@
 """Grad-CAM in both frameworks: the heatmap sits where the evidence is, and the two frameworks'
 maps agree on one network (PyTorch weights copied into the Keras model by `torch_to_keras`)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -179,8 +181,10 @@ def test_downloaded_metadata_names_no_server_file():
     from trainer import export
     metadata = {"classes": ["a"], "saved_to": "/srv/x", "misclassified": [{"path": "/srv/data/1.jpg"}],
                 "config": {"data_dir": "/srv/data", "out_dir": "/srv/models", "image_size": 32}}
+    metadata["warnings"] = [f"ImageNet weights could not be loaded: put the file at {Path.home()}/.cache/torch"]
     public = export.public_metadata(metadata)
     assert "/srv" not in str(public) and public["config"]["image_size"] == 32 and public["classes"] == ["a"]
+    assert str(Path.home()) not in str(public) and "put the file at …/.cache/torch" in public["warnings"][0]
 
 
 def test_downloads_come_only_from_the_reference_folder_or_the_visitors_own(tmp_path, monkeypatch):
