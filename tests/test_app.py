@@ -276,3 +276,24 @@ def test_a_clicked_example_is_named_by_its_folder(visitor, tmp_path):
     other.write_bytes(b"not the example")
     assert predict_tab.display_name(str(other)) == example.name
     predict_tab.example_labels.cache_clear()
+
+
+def test_a_second_page_load_asks_no_server_whether_weights_can_be_downloaded(tmp_path, monkeypatch):
+    """The weights line on the Train tab asks each framework's weights server once per process."""
+    import contextlib
+    import urllib.request
+
+    from trainer import weights
+    asked = []
+    answer = lambda request, timeout: asked.append(request.full_url) or contextlib.nullcontext()
+    monkeypatch.setattr(urllib.request, "urlopen", answer)
+    for home in ("TORCH_HOME", "KERAS_HOME"):  # empty caches: the weights are not on disk
+        monkeypatch.setenv(home, str(tmp_path / home))
+    weights.reachable.cache_clear()
+    try:
+        assert "downloaded on the first run" in train_tab.weights_text()
+        assert sorted(asked) == sorted([weights.TORCH_URL, weights.KERAS_URL])
+        train_tab.weights_text()  # the next page load
+        assert len(asked) == 2
+    finally:
+        weights.reachable.cache_clear()
