@@ -259,8 +259,9 @@ def test_the_log_is_newest_first_short_and_free_of_command_line_words():
     assert lines[0].startswith("keras: stopped") and len(lines[1]) <= train_tab.LOG_CHARS + 20
     assert "--" not in train_tab.for_page("out of memory: try a smaller batch size or --limit")
     assert "AVP_DATA_DIR" not in train_tab.for_page("data folder x does not exist (set --data or AVP_DATA_DIR, ...)")
-    from trainer.cli import HELP
-    assert not [key for key, words in HELP.items() if "--" in words or "AVP_" in words]
+    from trainer.augment import HELP as AUGMENT_HELP
+    from trainer.config import HELP
+    assert not [key for key, words in {**HELP, **AUGMENT_HELP}.items() if "--" in words or "AVP_" in words]
     assert ui_text.readable_time("2026-11-27T14:05:09+00:00") == "27 Nov 2026, 14:05 UTC"
 
 

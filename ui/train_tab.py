@@ -22,8 +22,7 @@ from pathlib import Path
 import gradio as gr
 
 from trainer import archive, data, jobs, weights
-from trainer.cli import HELP
-from trainer.config import TrainConfig
+from trainer.config import HELP, TrainConfig
 from trainer.jobs import Busy, QueueFull, RunView
 from trainer.workspace import INCOMING, QuotaExceeded, Workspace, folder_bytes
 from ui import charts, shared, text
