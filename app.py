@@ -36,7 +36,7 @@ def build_demo() -> gr.Blocks:
             train_loads = train_tab.build(browser, augment_controls)
         with gr.Tab("Predict") as predict:
             predict_loads = predict_tab.build(predict, browser)
-        demo.load(*augment_load, api_visibility="private")
+        demo.load(**augment_load, api_visibility="private")
         for fn, inputs, outputs in [*train_loads, *predict_loads]:
             demo.load(fn, inputs, outputs, api_visibility="private")
     demo.queue(default_concurrency_limit=2, max_size=256)

@@ -10,6 +10,7 @@ import gradio as gr
 import pytest
 
 from conftest import ROOT, make_dataset
+from trainer.augment import AugmentConfig
 from ui import augment_tab, predict_tab, shared, text as ui_text, train_tab
 
 
@@ -96,13 +97,19 @@ def test_check_data_names_problems_without_server_folders(visitor):
 
 
 def test_preview_gives_both_frameworks_samples_views_and_code():
+    """/preview takes the augmentation as AugmentConfig fields by name; omitted ones keep their defaults."""
     keras_gallery, torch_gallery, keras_view, torch_view, keras_code, torch_code = augment_tab.preview(
-        None, 10, 0.8, 1.2, 0, 0, True, False, 7)
+        None, {"shear_deg": 10, "zoom_max": 1.2}, 7)
     assert len(keras_gallery) == len(torch_gallery) == augment_tab.SAMPLES
     assert all(image.shape == (224, 224, 3) for image, _ in keras_gallery + torch_gallery)
     assert "zoom" in keras_gallery[0][1] and "shear" in torch_gallery[0][1]
     assert "BGR" in keras_view.label and "RGB" in torch_view.label
     assert "affine_transform" in keras_code and "RandomAffine" in torch_code
+    with pytest.raises(gr.Error, match="unknown augmentation settings: shear"):
+        augment_tab.preview(None, {"shear": 10}, 7)
+    with pytest.raises(gr.Error, match="shear must be between 0 and 45"):
+        augment_tab.preview_pytorch(None, 7, shear_deg=50, zoom_min=0.8, zoom_max=1.2, rotation_deg=0, shift=0,
+                                    hflip=True, vflip=False)  # the page's controls, by keyword
 
 
 def test_the_stored_opening_previews_match_the_pipelines_and_need_no_framework(tmp_path, monkeypatch):
@@ -118,14 +125,14 @@ def test_the_stored_opening_previews_match_the_pipelines_and_need_no_framework(t
             else:
                 assert str(stored[name]) == str(fresh[name]), name
     monkeypatch.setattr(augment_tab, "backend", None)  # any framework call would fail
-    gallery, view, values, code = augment_tab.side("pytorch", None, 10, 0.8, 1.2, 0, 0, True, False, 0)
+    gallery, view, values, code = augment_tab.side("pytorch", None, AugmentConfig(), 0)
     assert len(gallery) == augment_tab.SAMPLES and "zoom" in values and "RandomAffine" in code
 
 
 def test_preview_names_a_broken_upload(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     with pytest.raises(gr.Error, match="broken.png"):
-        augment_tab.preview(str(tmp_path / "broken.png"), 10, 0.8, 1.2, 0, 0, True, False, 0)
+        augment_tab.preview(str(tmp_path / "broken.png"), {}, 0)
 
 
 def test_verdict_marks_disagreement_between_any_two_models():
