@@ -12,7 +12,7 @@ import os
 
 from ui.startup import speed_up_gradio_import
 
-speed_up_gradio_import()  # before gradio is first imported: it halves the app's start-up
+speed_up_gradio_import()  # before gradio is first imported: see ui/startup.py
 
 import gradio as gr  # noqa: E402
 

@@ -26,9 +26,8 @@ NETWORK_VIEW_NOTE = (
     "look blue); torchvision scales to 0-1 and standardises each **RGB** channel with the ImageNet "
     "mean and std. Each set of pretrained weights expects its own convention.\n\n"
     "**One resampling, not one per setting.** Keras 3's stock layers (RandomFlip, RandomRotation, RandomZoom, "
-    "RandomShear, ...) each resample the image: more blur, and (zoom + shear + flip) 2.4x the time per batch. "
-    "The Keras side "
-    "here is a small RandomAffine layer (its code is below) that draws the values torchvision's "
+    "RandomShear, ...) each resample the image: more blur, and more time per batch with each layer. "
+    "The Keras side here is a small RandomAffine layer (its code is below) that draws the values torchvision's "
     "RandomAffine draws and composes flip, rotation, shift, zoom and shear into one matrix, as the seed "
     "notebook's ImageDataGenerator did: given the same values, both give the same pixels.")
 
