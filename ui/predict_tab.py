@@ -21,10 +21,10 @@ import gradio as gr
 from trainer import FRAMEWORKS, codegen, data, store
 from trainer.constants import MAX_IMAGE_SIZE
 from ui import explain, shared, text
+from ui.train.results import NAMES
 
 MAX_IMAGES = 12
 MAX_REQUEST_PIXELS = 120_000_000  # declared pixels one request may make the server decode (3 at the cap)
-NAMES = {"keras": "Keras", "pytorch": "PyTorch"}
 SOURCES = {"reference": "reference model", "yours": "your model"}
 CLASS_CHOICES = [("predicted class", 0), ("runner-up class", 1)]  # a rank in each model's probabilities
 
