@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from trainer import frameworks
 from trainer.config import HELP, TrainConfig
 from ui.train import api, datasets, progress, run
 
@@ -61,7 +62,7 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
     queue_md = gr.Markdown(elem_id="train-queue")
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            framework = gr.Radio(["keras", "pytorch", "both"], value="both", label="Framework",
+            framework = gr.Radio([*frameworks.NAMES, "both"], value="both", label="Framework",
                                  info=HELP["framework"], elem_id="framework")
             dataset = gr.Dropdown([], label="Data set", info="the server's data sets and your own uploads",
                                   elem_id="dataset")
