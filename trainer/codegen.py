@@ -37,12 +37,32 @@ def keras_layer_source() -> str:
     return source[source.index('"""', 3) + 3:].strip() + "\n"
 
 
+def keras_layer_call(aug: AugmentConfig, seed: str = "") -> str:
+    """The RandomAffine(...) call that builds the trainer's Keras augmentation layer for `aug`."""
+    shift = f"translate={_number(aug.shift)}, " if aug.shift else ""
+    return (f"RandomAffine(degrees={_number(aug.rotation_deg)}, {shift}"
+            f"scale=({_number(aug.zoom_min)}, {_number(aug.zoom_max)}), shear={_number(aug.shear_deg)}, "
+            f"hflip={aug.hflip}, vflip={aug.vflip}{f', seed={seed}' if seed else ''})")
+
+
+def torch_augment_steps(aug: AugmentConfig) -> list[str]:
+    """The torchvision v2 transforms of the trainer's PyTorch augmentation for `aug`, one per item."""
+    steps = []
+    if aug.hflip:
+        steps.append("v2.RandomHorizontalFlip()")
+    if aug.vflip:
+        steps.append("v2.RandomVerticalFlip()")
+    shift = f"translate=({_number(aug.shift)}, {_number(aug.shift)}), " if aug.shift else ""
+    steps.append(f"v2.RandomAffine(degrees={_number(aug.rotation_deg)}, {shift}"
+                 f"scale=({_number(aug.zoom_min)}, {_number(aug.zoom_max)}), "
+                 f"shear=({_number(-aug.shear_deg)}, {_number(aug.shear_deg)}), "
+                 "interpolation=v2.InterpolationMode.BILINEAR)")
+    return steps
+
+
 def keras_code(aug: AugmentConfig, size: int = 224, count: int = 8) -> str:
     if aug.enabled:
-        shift = f"translate={_number(aug.shift)}, " if aug.shift else ""
-        layer = (f"RandomAffine(degrees={_number(aug.rotation_deg)}, {shift}"
-                 f"scale=({_number(aug.zoom_min)}, {_number(aug.zoom_max)}), shear={_number(aug.shear_deg)}, "
-                 f"hflip={aug.hflip}, vflip={aug.vflip})")
+        layer = keras_layer_call(aug)
         header = f"""# One resampling per image: flips, rotation, shift, zoom and shear composed into one matrix,
 # drawn as torchvision's RandomAffine draws them (this project's trainer/keras_affine.py).
 # Keras 3's stock RandomFlip / RandomZoom / RandomShear layers would resample once each.
@@ -64,17 +84,7 @@ print(inputs.shape)
 
 
 def torch_code(aug: AugmentConfig, size: int = 224, count: int = 8) -> str:
-    steps = []
-    if aug.hflip:
-        steps.append("v2.RandomHorizontalFlip()")
-    if aug.vflip:
-        steps.append("v2.RandomVerticalFlip()")
-    shift = f"translate=({_number(aug.shift)}, {_number(aug.shift)}), " if aug.shift else ""
-    steps.append(f"v2.RandomAffine(degrees={_number(aug.rotation_deg)}, {shift}"
-                 f"scale=({_number(aug.zoom_min)}, {_number(aug.zoom_max)}), "
-                 f"shear=({_number(-aug.shear_deg)}, {_number(aug.shear_deg)}), "
-                 "interpolation=v2.InterpolationMode.BILINEAR)")
-    body = _body(steps if aug.enabled else ["v2.Identity()"])
+    body = _body(torch_augment_steps(aug) if aug.enabled else ["v2.Identity()"])
     mean = ", ".join(map(str, IMAGENET_MEAN))
     std = ", ".join(map(str, IMAGENET_STD))
     return f'''import torch
