@@ -614,8 +614,10 @@ def settings_form(d: TrainConfig) -> dict[str, gr.components.Component]:
     return form
 
 
-def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Component]) -> list:
-    """Build the tab; return its load events (fn, inputs, outputs). Start, the run's progress and its
+def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Component],
+          settings_out: dict | None = None) -> list:
+    """Build the tab; return its load events (fn, inputs, outputs); its settings widgets by name go
+    into `settings_out` (the Code tab follows them). Start, the run's progress and its
     chart come first, so that on a phone they fill the first screen; settings and results follow."""
     d = TrainConfig(data_dir="")
     with gr.Row():
@@ -663,6 +665,8 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
     settings = {"framework": framework, "dataset": dataset, **form,
                 **{f"augment.{name}": c for name, c in augment_controls.items()}}
     restorable = list(settings.values())
+    if settings_out is not None:
+        settings_out.update(settings)
     upload.upload(upload_zip, [browser, upload], [dataset, data_md], api_name="upload_data")
     check_button.click(check_data, [browser, dataset], data_md, api_visibility="private")
     delete_button.click(delete_upload, [browser, dataset], [dataset, data_md], api_visibility="private")
