@@ -1,7 +1,7 @@
 """Saved models on disk: one folder per framework, written atomically, found again after a restart.
 
 Layout of a models folder: `<models>/keras/{model.keras, metadata.json}` and
-`<models>/pytorch/{model.pt, metadata.json}`. A save writes a fresh staging folder and then swaps it
+`<models>/pytorch/{model.safetensors, metadata.json}`. A save writes a fresh staging folder and then swaps it
 in with two renames, so a crash leaves either the old model or the new one, never half of one
 (`recover` finishes an interrupted swap). No framework import.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from trainer import FRAMEWORKS
 
-MODEL_FILES = {"keras": "model.keras", "pytorch": "model.pt"}
+MODEL_FILES = {"keras": "model.keras", "pytorch": "model.safetensors"}
 METADATA = "metadata.json"
 
 
