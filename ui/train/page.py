@@ -27,9 +27,10 @@ def settings_form(d: TrainConfig) -> dict[str, gr.components.Component]:
                                 info=HELP["head_units"], elem_id="head-units"),
         "limit": gr.Number(d.limit, precision=0, minimum=0, label="Limit images per split",
                            info=HELP["limit"]),
-        "augment.enabled": gr.Checkbox(True, label="Augmentation (settings of the Augment tab)"),
+        "augment.enabled": gr.Checkbox(True, label="Augmentation (settings of the Augment tab)", elem_id="augment"),
         "feature_cache": gr.Checkbox(False, label="Fast mode: feature cache", info=HELP["feature_cache"]),
-        "unfreeze": gr.Slider(0, 4, 0, step=1, label="Unfreeze last stages", info=HELP["unfreeze"]),
+        "unfreeze": gr.Slider(0, 4, 0, step=1, label="Unfreeze last stages", info=HELP["unfreeze"],
+                              elem_id="unfreeze"),
         "weights": gr.Radio(["imagenet", "none"], value="imagenet", label="Weights",
                             info="imagenet (downloaded once) or none (random initialisation)",
                             elem_id="weights"),
@@ -43,9 +44,11 @@ def settings_form(d: TrainConfig) -> dict[str, gr.components.Component]:
     return form
 
 
-def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Component]) -> list:
-    """Build the tab; return its load events (fn, inputs, outputs). Start, the run's progress and its
-    chart come first, so that on a phone they fill the first screen; settings and results follow."""
+def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Component],
+          settings_out: dict | None = None) -> list:
+    """Build the tab; return its load events (fn, inputs, outputs); its settings widgets by name go
+    into `settings_out` (the Code tab follows them). Start, the run's progress and its chart come
+    first, so that on a phone they fill the first screen; settings and results follow."""
     d = TrainConfig(data_dir="")
     with gr.Row():
         start_button = gr.Button("Start", variant="primary", min_width=120)
@@ -92,6 +95,8 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
     settings = {"framework": framework, "dataset": dataset, **form,
                 **{f"augment.{name}": c for name, c in augment_controls.items()}}
     restorable = list(settings.values())
+    if settings_out is not None:
+        settings_out.update(settings)
     view = {"seen": seen, "progress": progress_md, "queue": queue_md, "chart": chart, "accuracy": accuracy,
             "log": log, "results": results_md, "confusion": confusion, "mistakes": mistakes,
             "disagreements": disagreements, "disagree_box": disagree_box, "stop": stop_button}  # by poll's names
