@@ -190,6 +190,7 @@ class ProgressBars:
         elif kind == "start":
             tqdm.write(f"{event['framework']}: {event['train_images']} train / {event['val_images']} "
                        f"validation images on {event['device']}, {event['precision']}, "
+                       f"backbone {event.get('engine', 'eager')}, "
                        f"pretrained={event['pretrained']}")
         elif kind == "batch":
             if self.bar is None:

@@ -343,7 +343,7 @@ def log_text(events: list[dict]) -> str:
             lines.append(f"{e['type']}: {short(for_page(e['message']))}")
         elif e["type"] == "start":
             lines.append(f"{e['framework']}: {e['train_images']} train / {e['val_images']} validation images, "
-                         f"{e['device']}, {e.get('precision', 'float32')}, "
+                         f"{e['device']}, {e.get('precision', 'float32')}, backbone {e.get('engine', 'eager')}, "
                          f"{'pretrained' if e['pretrained'] else 'random initialisation'}, "
                          f"augmentation {'on' if e['augment'] else 'off'}"
                          + (", feature cache" if e["feature_cache"] else ""))
@@ -413,6 +413,7 @@ def results_table(ends: list[dict]) -> str:
         row("model file size", lambda e: file_size(e.get("saved_to"))),
         row("pretrained", lambda e: "yes (ImageNet)" if e["pretrained"] else "**no** (random initialisation)"),
         row("device", lambda e: text.md(e["device"], 80)),
+        row("backbone engine", lambda e: text.md(f"{e.get('engine') or 'eager'}, {e.get('precision', 'float32')}", 80)),
     ]
     return "\n".join(rows)
 
@@ -575,7 +576,7 @@ def status_api(workspace: str) -> dict:
     view = shared.jobs().view(space)
     pick = lambda kind: [e for e in view.events if e["type"] == kind]  # noqa: E731
     public = ("framework", "val_accuracy", "best_val_accuracy", "seconds_per_epoch", "images_per_s",
-              "pretrained", "device", "precision", "stopped", "classes")
+              "pretrained", "device", "precision", "engine", "stopped", "classes")
     return {"run_id": view.run_id, "status": view.status, "position": view.position,
             "error": for_page(view.error) if view.error else None,
             "start_in_s": view.start_in_s, "queue": shared.jobs().overview(), "batches": len(pick("batch")),
