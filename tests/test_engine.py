@@ -61,7 +61,8 @@ def test_the_compiled_backbone_computes_the_frameworks_own_features(framework, t
     assert not np.allclose(module.backbone(model)(module.preprocess(images[:4])), first)
 
 
-@pytest.mark.parametrize("framework", SLOW_TORCH)
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", frameworks.NAMES)
 def test_a_run_names_its_engine_and_trains_as_the_eager_one(framework, tiny_config, tmp_path, monkeypatch):
     config = tiny_config.with_changes(framework=framework, image_size=64, precision="float32", epochs=2)
     results = {}
