@@ -65,9 +65,13 @@ def public_message(error: BaseException) -> str:
 
 
 def serve() -> int:
-    """A warm worker's life: frameworks imported now, then one run per line of standard input."""
+    """A warm worker's life: frameworks imported and their backbones compiled for the default
+    settings now (trainer/runner.py `warm_up`), then one run per line of standard input."""
     for framework in frameworks.ORDER:  # torch (torchvision) first: see trainer/keras_backend.py
         frameworks.backend(framework)
+    from trainer import runner
+    for framework, seconds in runner.warm_up().items():
+        print(f"warm worker {os.getpid()}: {framework} backbone compiled in {seconds:.1f} s", file=sys.stderr)
     max_mb = float(os.environ.get("AVP_WORKER_MAX_MB", 8000))
     for _ in range(RECYCLE_RUNS):
         line = sys.stdin.readline()

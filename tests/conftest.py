@@ -14,6 +14,9 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The feature bank of every run the tests start (worker processes included): a fresh one per session.
 os.environ.setdefault("AVP_CACHE_DIR", tempfile.mkdtemp(prefix="avp-bank-"))
+# Frozen backbones run eagerly unless a test asks for the compiled engine (tests/test_engine.py): on a
+# float32 CPU every tiny model would otherwise compile (tens of seconds each).
+os.environ.setdefault("AVP_BACKBONE_ENGINE", "eager")
 import torchvision  # noqa: F401 - before any TensorFlow import; see trainer/keras_backend.py
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -61,11 +61,14 @@ class Backend(Protocol):
     # ---------------------------------------------------------------- model
 
     def build_model(self, num_classes: int, config: TrainConfig) -> tuple[Model, dict]:
-        """Frozen ResNet-50 + new head, on the config's device; info: pretrained, warnings, precision."""
+        """Frozen ResNet-50 + new head, on the config's device; info: pretrained, warnings, precision,
+        engine (what computes the frozen backbone in training: trainer/config.py `compile_backbone`)."""
 
-    def backbone(self, model: Model) -> Callable[[Tensor], np.ndarray]:
+    def backbone(self, model: Model, engine: str | None = None) -> Callable[[Tensor], np.ndarray]:
         """The model's backbone as one function: a batch from `preprocess` -> (N, 2048) features,
-        without gradients, in the model's precision (the forward pass alone, for timing it)."""
+        without gradients, in the model's precision (the forward pass alone, for timing it), run by
+        the engine training uses (build_model's info["engine"]), or by `engine`: "eager" (the
+        framework's own forward pass) or "compiled" (its compiler: torch.compile, XLA)."""
 
     def features_of(self, model: Model, images: np.ndarray) -> Tensor:
         """Backbone features (N, 2048) of NHWC images, in batches, without gradients."""

@@ -1,8 +1,9 @@
 """A server-wide bank of frozen-backbone features, so the second student's run skips the backbone.
 
 The frozen backbone's output for an augmented image depends only on the framework and its version,
-the backbone's weights, the image size, the precision, the image, the augmentation settings and the
-random draw. The draw for image i in epoch e is a fixed function of (seed, i, e): "view e"
+the backbone's weights, the image size, the precision, the engine that ran it (an eager pass and a
+compiled one agree to float32's rounding, not bit for bit), the image, the augmentation settings and
+the random draw. The draw for image i in epoch e is a fixed function of (seed, i, e): "view e"
 (trainer/augment.py `draw`). So the features of view e of a whole training set are kept under a key
 of all of those, and every later run with the same key trains its head on them, without running
 the backbone: epoch e of a run with the bank sees exactly what it would see without it.
@@ -138,7 +139,7 @@ class RunViews:
         augment = config.augment_active
         self.base = {"version": VERSION, "framework": framework, "library": info.get("library"),
                      "weights": info.get("weights_id"), "precision": info.get("precision"),
-                     "image_size": config.image_size}
+                     "engine": info.get("engine"), "image_size": config.image_size}
         self.train_part = {"data": digest_of(arrays.x_train), "seed": config.seed if augment else None,
                            "augment": config.augment.to_dict() if augment else None}
         self.val_part = {"data": digest_of(arrays.x_val)}

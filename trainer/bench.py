@@ -1,4 +1,4 @@
-"""`python -m trainer bench --data DIR [--limit N] [--image-size PX]`: where training time goes.
+"""`python -m trainer bench --data DIR [--limit N] [--image-size PX] [--precision P]`: where training time goes.
 
 On the same images, per framework, in one run:
 1. the seed recipe, as closely as today's libraries allow: PyTorch's notebook loop (DataLoader over
@@ -7,7 +7,11 @@ On the same images, per framework, in one run:
    notebook's ImageDataGenerator did;
 2. this project's training path (images decoded once, augmentation on, frozen backbone in inference
    mode, channels_last / tf.data, bfloat16 where the CPU has it);
-3. the backbone's pure forward pass on ready tensors, same batch size and precision (the ceiling);
+3. the backbone's pure forward pass on ready tensors, same batch size and precision (the ceiling),
+   in each engine the framework has (its own eager / tf.function pass, its compiler: torch.compile
+   with frozen weights, XLA), taken in turns, the median of each: the engine the app uses
+   (backbone_img_s), the framework's own pass (eager_img_s) and the fastest measured (limit_img_s),
+   with the compile's first call (compile_s) and the CPU's flags;
 4. this project's feature-cache epochs;
 then one image through both saved models (warm). Prints a table, then one JSON line.
 
@@ -50,7 +54,8 @@ def training_figures(args, models: str) -> tuple[dict, TrainConfig]:
     """The training measurements (1-4 above) and predict_both_s, with both models saved in `models`;
     and the settings they ran with."""
     config = TrainConfig(framework="both", data_dir=args.data, limit=args.limit, image_size=args.image_size,
-                         batch_size=args.batch_size, weights="none", epochs=2).validate()
+                         batch_size=args.batch_size, weights="none", epochs=2,
+                         precision=getattr(args, "precision", "auto")).validate()
     dataset = data.discover(config.data_dir, config.seed)
     train = data.limit_samples(dataset.train, config.limit, config.seed)
     val = data.limit_samples(dataset.val, config.limit, config.seed)
@@ -61,7 +66,18 @@ def training_figures(args, models: str) -> tuple[dict, TrainConfig]:
     for framework in frameworks.ORDER:
         figures[framework] = measure(framework, config.with_changes(out_dir=models), arrays, train, val)
     figures["predict_both_s"] = predict_both(models, arrays.val_paths[0])
+    figures["cpu_flags"] = cpu_flags()
     return figures, config
+
+
+def cpu_flags() -> dict:
+    """The CPU features the engines' speed turns on, from /proc/cpuinfo."""
+    try:
+        flags = set(open("/proc/cpuinfo").read().split())
+    except OSError:
+        flags = set()
+    return {"avx2": "avx2" in flags, "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
+            "amx": "amx_bf16" in flags or "amx_tile" in flags}
 
 
 def report(figures: dict) -> None:
@@ -77,7 +93,7 @@ def epoch_check(args) -> int:
     for framework in args.frameworks:
         config = TrainConfig(framework=framework, data_dir=args.data, limit=args.limit,
                              image_size=args.image_size, batch_size=args.batch_size, weights="none",
-                             epochs=args.epochs).validate()
+                             epochs=args.epochs, precision=getattr(args, "precision", "auto")).validate()
         module = frameworks.backend(framework)
         arrays = runner.load_data(config)
         device = module.describe_device(config.device)
@@ -100,6 +116,7 @@ def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
     seed = seed_recipe(framework, config, train, val)
     module = frameworks.backend(framework)
     model, info = module.build_model(len(arrays.classes), config)
+    engines = engine_figures(module, model, arrays.x_train, config)
     # This machine's speed drifts by up to 2x for tens of seconds at a time, so the forward pass is
     # timed right before and right after each timed epoch (the first epoch, with graph tracing, is
     # not counted), and the round whose train/forward ratio is the median one is reported.
@@ -130,19 +147,53 @@ def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
             "seed_epoch_s": seed["epoch_s"], "train_epoch_s": best["seconds"],
             "bank_epoch_s": float(np.mean([h["seconds"] for h in warm[1:]])),
             "cached_epoch_s": float(np.mean([h["seconds"] for h in cached["history"][1:]])),
-            "precision": info["precision"]}
+            "precision": info["precision"], "backbone_engine": info["engine"], **engines}
+
+
+ENGINES = ("eager", "compiled")  # the framework's own pass, its compiler (trainer/backend.py `backbone`)
+
+
+def engine_figures(module: Backend, model, images: np.ndarray, config: TrainConfig) -> dict:
+    """The backbone's forward pass in each engine, in turns (eager, compiled, eager, ...: the machine's
+    drift hits both alike), the median of ROUNDS passes each; the compiled engine's first call
+    (compile_s: tracing and compiling, or loading them from inductor's cache on disk)."""
+    app_engine = getattr(model, "engine", "eager")
+    first = {engine: time.perf_counter() for engine in ENGINES}
+    runs = {}
+    for engine in ENGINES:  # the first call of each: tracing, compiling, kernel selection
+        runs[engine] = forward_pass(module, model, images, config, engine)
+        first[engine] = time.perf_counter() - first[engine]
+    img_s = {engine: [] for engine in ENGINES}
+    for _ in range(ROUNDS):
+        for engine in ENGINES:
+            img_s[engine].append(runs[engine]())
+    median = {engine: float(np.median(values)) for engine, values in img_s.items()}
+    best = max(median, key=median.get)
+    print(f"{module.FRAMEWORK}: backbone img/s in turns {img_s}", file=sys.stderr)
+    return {"backbone_img_s": median[app_engine], "eager_img_s": median["eager"],
+            "compiled_img_s": median["compiled"], "limit_img_s": median[best], "limit_engine": best,
+            "compile_s": first["compiled"]}
+
+
+def forward_pass(module: Backend, model, images: np.ndarray, config: TrainConfig, engine: str | None = None):
+    """`timed() -> img/s`: the backbone only (in `engine`, default the app's), on images already
+    preprocessed and on the device, batch by batch; its first call is made here."""
+    device, batch = module.select_device(config.device), config.batch_size
+    tensors = [module.preprocess(images[i:i + batch], device) for i in range(0, len(images), batch)]
+    run = module.backbone(model, engine)
+    run(tensors[0])  # graph tracing, kernel selection, compiling
+
+    def timed() -> float:
+        started = time.perf_counter()
+        for x in tensors:
+            run(x)
+        return len(images) / (time.perf_counter() - started)
+    return timed
 
 
 def forward_img_s(module: Backend, model, images: np.ndarray, config: TrainConfig) -> float:
-    """Backbone only, on images already preprocessed and on the device, batch by batch."""
-    device, batch = module.select_device(config.device), config.batch_size
-    tensors = [module.preprocess(images[i:i + batch], device) for i in range(0, len(images), batch)]
-    run = module.backbone(model)
-    run(tensors[0])  # graph tracing, kernel selection
-    started = time.perf_counter()
-    for x in tensors:
-        run(x)
-    return len(images) / (time.perf_counter() - started)
+    """Backbone only, in the app's engine, on images already preprocessed and on the device."""
+    return forward_pass(module, model, images, config)()
 
 
 # ---------------------------------------------------------------- the seed notebooks, today
@@ -279,7 +330,11 @@ def print_table(figures: dict) -> None:
               f"  {f['precision']}")
         print(f"{'':<10}warm-bank epoch {f['bank_epoch_s']:.3f} s against {f['train_epoch_s']:.1f} s augmented: "
               f"{f['train_epoch_s'] / f['bank_epoch_s']:.0f}x")
+        print(f"{'':<10}backbone: {f['backbone_engine']} {f['backbone_img_s']:.1f} img/s, eager "
+              f"{f['eager_img_s']:.1f}, compiled {f['compiled_img_s']:.1f} (first call {f['compile_s']:.1f} s); "
+              f"app / best measured {f['backbone_img_s'] / f['limit_img_s']:.2f}")
     print(f"predict both, one image, warm: {figures['predict_both_s']:.3f} s")
+    print("CPU flags: " + ", ".join(flag for flag, present in figures["cpu_flags"].items() if present))
     if "app_ready_s" in figures:  # tests/bench_app.py measured the app too
         print(f"app ready: {figures['app_ready_s']:.1f} s (median of "
               f"{', '.join(f'{r:.1f}' for r in figures['app_ready_each_s'])})"

@@ -172,6 +172,7 @@ class ProgressBars:
         elif kind == "start":
             tqdm.write(f"{event['framework']}: {event['train_images']} train / {event['val_images']} "
                        f"validation images on {event['device']}, {event['precision']}, "
+                       f"backbone {event.get('engine', 'eager')}, "
                        f"pretrained={event['pretrained']}")
         elif kind == "batch":
             if self.bar is None:
@@ -232,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=128)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                   help="float32 on a CPU with native bfloat16 measures the path a CPU without it takes")
     p.add_argument("--epochs", type=int, default=0,
                    help="only time this many whole epochs of the project path per framework (GPU check)")
     p.add_argument("--frameworks", nargs="+", default=list(frameworks.ORDER), choices=frameworks.NAMES)

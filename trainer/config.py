@@ -19,6 +19,7 @@ from trainer.constants import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 WEIGHT_CHOICES = ("imagenet", "none")  # or a path to a weights file
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")
+ENGINE_CHOICES = ("auto", "eager", "compiled")  # AVP_BACKBONE_ENGINE: how a frozen backbone runs
 
 
 def cpu_has_bfloat16() -> bool:
@@ -39,6 +40,19 @@ def machine_has_nvidia_gpu() -> bool:
 def use_bfloat16(precision: str, on_gpu: bool) -> bool:
     """Mixed precision for the backbone: always on GPUs, on CPUs only where it is native."""
     return precision == "bfloat16" or (precision == "auto" and (on_gpu or cpu_has_bfloat16()))
+
+
+def compile_backbone(bfloat16: bool, on_gpu: bool, frozen: bool) -> bool:
+    """Whether a frozen backbone runs in its framework's compiler (torch.compile with frozen weights,
+    XLA) rather than eagerly: `AVP_BACKBONE_ENGINE` eager, compiled, or auto (the default): compiled
+    on CPUs in float32, where the frameworks' own eager passes are far from what the CPU can do;
+    bfloat16 and GPUs keep the eager path. Unfrozen stages always run eagerly (they change)."""
+    choice = os.environ.get("AVP_BACKBONE_ENGINE", "auto").strip().lower() or "auto"
+    if choice not in ENGINE_CHOICES:
+        raise ValueError(f"AVP_BACKBONE_ENGINE must be one of {', '.join(ENGINE_CHOICES)}, got {choice!r}")
+    if not frozen or choice == "eager":
+        return False
+    return choice == "compiled" or (not bfloat16 and not on_gpu)
 
 
 def default_data_dir() -> str:

@@ -68,6 +68,29 @@ def train(config: TrainConfig, on_event=loop.ignore, should_stop=loop.never, ban
     return results
 
 
+def warm_up(config: TrainConfig | None = None) -> dict:
+    """Compile each framework's frozen backbone for `config` (default: the Train tab's defaults) now,
+    where its engine is a compiler: a warm worker pays this once, as it starts, and every run with
+    the same weights and size reuses it (the backends keep it per process). Framework -> seconds
+    spent (loading the weights included); a framework that cannot build or compile (no weights
+    offline) is left for its run to report."""
+    config = config or TrainConfig()
+    seconds = {}
+    for framework in config.frameworks:
+        module = backend(framework)
+        started = time.perf_counter()
+        try:
+            model, _ = module.build_model(2, config)
+            if getattr(model, "engine", "eager") != "compiled":
+                continue
+            batch = np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8)
+            module.backbone(model)(module.preprocess(batch, module.select_device(config.device)))
+        except Exception:  # noqa: BLE001 - a worker must serve even so; the run itself will say what fails
+            continue
+        seconds[framework] = time.perf_counter() - started
+    return seconds
+
+
 def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event, should_stop,
               bank: FeatureBank | None = None) -> dict:
     module = backend(framework)
@@ -81,7 +104,8 @@ def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event
     on_event({"type": "start", "framework": framework, "device": device, "classes": arrays.classes,
               "train_images": len(arrays.y_train), "val_images": len(arrays.y_val),
         "val_paths": arrays.val_paths,  # in the order of val_predicted: the app shows where two models disagree
-              "pretrained": info["pretrained"], "precision": info["precision"], "epochs": config.epochs,
+              "pretrained": info["pretrained"], "precision": info["precision"], "engine": info.get("engine"),
+              "epochs": config.epochs,
               "augment": config.augment_active, "feature_cache": config.feature_cache})
     started = time.perf_counter()
     views = bank_views(bank, framework, config, info, arrays, module, on_event)
@@ -125,7 +149,8 @@ def summarise(framework, config, arrays, result, info, device, seconds, model=No
     summary = {
         "framework": framework, "classes": arrays.classes, "config": config.to_dict(),
         "history": history, "stopped": result["stopped"], "pretrained": info["pretrained"],
-        "warnings": info["warnings"], "device": device, "precision": info["precision"], "seconds": seconds,
+        "warnings": info["warnings"], "device": device, "precision": info["precision"],
+        "engine": info.get("engine"), "seconds": seconds,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "train_images": len(arrays.y_train), "val_images": len(arrays.y_val),
         "val_paths": arrays.val_paths,  # in the order of val_predicted: the app shows where two models disagree

@@ -8,6 +8,7 @@ the softmax. Preprocessing is torchvision's: scale to 0-1, normalise with the Im
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,14 +20,15 @@ from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from trainer import augment, loop, store, weights
+from trainer import augment, bank, loop, store, weights
 from trainer.augment import AugmentConfig
-from trainer.config import TrainConfig, use_bfloat16
+from trainer.config import TrainConfig, compile_backbone, use_bfloat16
 from trainer.constants import FEATURE_DIM, IMAGENET_MEAN, IMAGENET_STD
 
 FRAMEWORK = "pytorch"
 _STAGES = ("layer1", "layer2", "layer3", "layer4")  # ResNet stages, input to output
 _EVAL_BATCH = 64
+_ENGINES = {"eager": "eager", "compiled": "torch.compile"}  # the names runs, the bank and the bench give
 
 
 # ---------------------------------------------------------------- device
@@ -151,10 +153,20 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[nn.Module, dict]
     # would drift towards each small batch (the seed notebook's loop let them), which hurts when
     # fine-tuning on a few hundred images.
     model.eval()
-    model.bfloat16 = use_bfloat16(config.precision, select_device(config.device) == "gpu")
+    on_gpu = select_device(config.device) == "gpu"
+    model.bfloat16 = use_bfloat16(config.precision, on_gpu)
+    # torch.compile's CPU code is C++: without a compiler on the machine the backbone stays eager.
+    compiles = compile_backbone(model.bfloat16, on_gpu, config.unfreeze == 0) and _has_cxx()
+    model.engine = "compiled" if compiles else "eager"
+    model.engine_batch = config.batch_size  # the one batch shape the compiled backbone takes
     # channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolutions.
     return model.to(_torch_device(config.device), memory_format=torch.channels_last), {
-        "pretrained": pretrained, "warnings": warnings, "precision": "bfloat16" if model.bfloat16 else "float32"}
+        "pretrained": pretrained, "warnings": warnings, "precision": "bfloat16" if model.bfloat16 else "float32",
+        "engine": _ENGINES[model.engine]}
+
+
+def _has_cxx() -> bool:
+    return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
 
 
 def _backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -164,14 +176,53 @@ def _backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.flatten(model.avgpool(x), 1)
 
 
-def backbone(model: nn.Module) -> Callable[[torch.Tensor], np.ndarray]:
-    """The backbone alone: a batch from `preprocess` -> (N, 2048) features as numpy."""
+def backbone(model: nn.Module, engine: str | None = None) -> Callable[[torch.Tensor], np.ndarray]:
+    """The backbone alone, in the model's engine (or `engine`: eager, compiled): a batch from
+    `preprocess` -> (N, 2048) features as numpy."""
     device = next(model.parameters()).device
+    engine = engine or model.engine
 
     def run(x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode(), _autocast(model, device):
-            return _backbone_features(model, x).float().cpu().numpy()
+            return _engine_features(model, x, engine).float().cpu().numpy()
     return run
+
+
+def _engine_features(model: nn.Module, x: torch.Tensor, engine: str) -> torch.Tensor:
+    """`_backbone_features` in `engine`. The compiled backbone takes one batch shape (a new shape
+    would compile again, for tens of seconds): larger batches go through it in slices, a smaller
+    one (an epoch's last) is padded with zeros, which in eval mode change no other image's features."""
+    if engine == "eager":
+        return _backbone_features(model, x)
+    size = model.engine_batch
+    if len(x) > size:
+        return torch.cat([_engine_features(model, x[i:i + size], engine) for i in range(0, len(x), size)])
+    padded = torch.cat([x, x.new_zeros((size - len(x), *x.shape[1:]))]) if len(x) < size else x
+    from torch._inductor import config as inductor  # loaded with torch.compile, not before
+
+    compiled = _compiled_backbone(model, tuple(padded.shape))
+    with inductor.patch(freezing=True):  # (torch.compile's options={"freezing": True} does not freeze)
+        return compiled(padded.contiguous(memory_format=torch.channels_last))[:len(x)]
+
+
+_compiled: list = []  # [(key, compiled function)]: the last backbone this process compiled
+
+
+def _compiled_backbone(model: nn.Module, shape: tuple) -> Callable[[torch.Tensor], torch.Tensor]:
+    """torch.compile of the frozen backbone (inductor with freezing: the weights become constants,
+    batch norm folds into the convolutions, oneDNN prepacks them), for one input shape, kept per
+    process under a digest of the weights: a warm worker compiles once for all runs with the same
+    weights and size. Inductor's FX graph cache on disk (TORCHINDUCTOR_CACHE_DIR) shortens a new
+    process's compile."""
+    if not hasattr(model, "_engine_digest"):
+        model._engine_digest = bank.digest(*[t.detach().cpu().numpy() for name, t in model.state_dict().items()
+                                             if not name.startswith("fc.")])
+    key = (model._engine_digest, shape, str(next(model.parameters()).device), model.bfloat16)
+    if not _compiled or _compiled[0][0] != key:
+        _compiled.clear()
+        torch.compiler.reset()  # the previous graph, and the model its guards hold, go
+        _compiled.append((key, torch.compile(lambda x: _backbone_features(model, x), dynamic=False)))
+    return _compiled[0][1]
 
 
 def features_of(model: nn.Module, images: np.ndarray) -> torch.Tensor:
@@ -220,7 +271,7 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
     def features(index: np.ndarray, view: int) -> tuple[np.ndarray, float]:
         images, data_s = inputs_of(index, view)
         with torch.inference_mode(), _autocast(model, device):
-            return _backbone_features(model, _normalise(images)).float().cpu().numpy(), data_s
+            return _engine_features(model, _normalise(images), model.engine).float().cpu().numpy(), data_s
 
     def step(backbone_features: torch.Tensor, index: np.ndarray) -> tuple[float, int]:
         labels = y_train[torch.from_numpy(index).to(device)]
@@ -242,7 +293,7 @@ def train(model: nn.Module, data, config: TrainConfig, on_event=loop.ignore, sho
         return loss, correct, data_s
 
     steps = loop.Steps(features, head_step, full_step,
-                       val_features=lambda: _features_numpy(model, data.x_val),
+                       val_features=lambda: _features_numpy(model, data.x_val, model.engine),
                        evaluate=lambda features: evaluate(model, data.x_val, data.y_val, features))
     return loop.fit(FRAMEWORK, steps, len(data.y_train), config, on_event, should_stop, views)
 
@@ -263,8 +314,15 @@ def _apply_views(images: torch.Tensor, drawn: dict) -> torch.Tensor:
     return torch.stack(out)
 
 
-def _features_numpy(model: nn.Module, images: np.ndarray) -> np.ndarray:
-    return features_of(model, images).float().cpu().numpy()
+def _features_numpy(model: nn.Module, images: np.ndarray, engine: str = "eager") -> np.ndarray:
+    """The features of a training's validation images, in the training's engine (features_of, for
+    predictions, stays eager: a loaded model predicting one image should not compile first)."""
+    if engine == "eager" or not len(images):
+        return features_of(model, images).float().cpu().numpy()
+    run, size = backbone(model, engine), model.engine_batch
+    device = next(model.parameters()).device
+    return np.concatenate([run(_normalise(_to_tensor(images[i:i + size]).to(device)))
+                           for i in range(0, len(images), size)])
 
 
 def _synchronize(device: torch.device) -> None:

@@ -42,7 +42,7 @@ def status_api(workspace: str) -> dict:
     view = shared.jobs().view(space)
     pick = lambda kind: [e for e in view.events if e["type"] == kind]  # noqa: E731
     public = ("framework", "val_accuracy", "best_val_accuracy", "seconds_per_epoch", "images_per_s",
-              "pretrained", "device", "precision", "stopped", "classes")
+              "pretrained", "device", "precision", "engine", "stopped", "classes")
     return {"run_id": view.run_id, "status": view.status, "position": view.position,
             "error": for_page(view.error) if view.error else None,
             "start_in_s": view.start_in_s, "queue": shared.jobs().overview(), "batches": len(pick("batch")),

@@ -101,7 +101,7 @@ def log_text(events: list[dict]) -> str:
             lines.append(f"{e['type']}: {short(for_page(e['message']))}")
         elif e["type"] == "start":
             lines.append(f"{e['framework']}: {e['train_images']} train / {e['val_images']} validation images, "
-                         f"{e['device']}, {e.get('precision', 'float32')}, "
+                         f"{e['device']}, {e.get('precision', 'float32')}, backbone {e.get('engine', 'eager')}, "
                          f"{'pretrained' if e['pretrained'] else 'random initialisation'}, "
                          f"augmentation {'on' if e['augment'] else 'off'}"
                          + (", feature cache" if e["feature_cache"] else ""))

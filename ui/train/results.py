@@ -70,6 +70,8 @@ def results_table(ends: list[dict]) -> str:
         row("model file size", lambda e: file_size(e.get("saved_to"))),
         row("pretrained", lambda e: "yes (ImageNet)" if e["pretrained"] else "**no** (random initialisation)"),
         row("device", lambda e: text.md(e["device"], 80)),
+        row("backbone engine",
+            lambda e: text.md(f"{e.get('engine') or 'eager'}, {e.get('precision', 'float32')}", 80)),
     ]
     return "\n".join(rows)
 

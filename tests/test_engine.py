@@ -1,0 +1,94 @@
+"""The frozen backbone's engine (AVP_BACKBONE_ENGINE; trainer/config.py `compile_backbone`): the
+compiled backbone (torch.compile with frozen weights, XLA) computes what the framework's own forward
+pass computes, to float32's rounding, whatever the batch; a run says which engine computed its
+features, and the feature bank keeps the engines apart."""
+
+import numpy as np
+import pytest
+
+from trainer import bank, frameworks, runner
+from trainer.config import compile_backbone
+from trainer.frameworks import backend
+
+# torch.compile takes tens of seconds per model on a small CPU; XLA a few.
+SLOW_TORCH = [pytest.param(f, marks=pytest.mark.slow) if f == "pytorch" else f for f in frameworks.NAMES]
+COMPILED = {"keras": "XLA", "pytorch": "torch.compile"}
+EAGER = {"keras": "tf.function", "pytorch": "eager"}
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "compiled")
+
+
+def test_the_engine_follows_the_setting_and_the_precision(monkeypatch):
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "auto")
+    assert compile_backbone(bfloat16=False, on_gpu=False, frozen=True)
+    assert not compile_backbone(bfloat16=True, on_gpu=False, frozen=True)  # today's path where bfloat16 is native
+    assert not compile_backbone(bfloat16=False, on_gpu=True, frozen=True)
+    assert not compile_backbone(bfloat16=False, on_gpu=False, frozen=False)  # unfrozen stages change
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "compiled")
+    assert compile_backbone(bfloat16=True, on_gpu=False, frozen=True)
+    assert not compile_backbone(bfloat16=False, on_gpu=False, frozen=False)
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "eager")
+    assert not compile_backbone(bfloat16=False, on_gpu=False, frozen=True)
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "fast")
+    with pytest.raises(ValueError, match="AVP_BACKBONE_ENGINE must be one of auto, eager, compiled"):
+        compile_backbone(bfloat16=False, on_gpu=False, frozen=True)
+
+
+def assert_same_features(ours, theirs):
+    scale = np.abs(theirs).max()
+    assert ours.shape == theirs.shape and scale > 0
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("framework", SLOW_TORCH)
+def test_the_compiled_backbone_computes_the_frameworks_own_features(framework, tiny_config, compiled):
+    """Batches of the training's size, smaller ones (padded) and larger ones (in slices), for two
+    models with different weights: each gets its own features, not the first compiled model's."""
+    module = backend(framework)
+    images = np.random.default_rng(0).integers(0, 255, (9, 64, 64, 3), dtype=np.uint8)
+    for seed in (1, 2):
+        config = tiny_config.with_changes(image_size=64, precision="float32", seed=seed)
+        model, info = module.build_model(2, config)
+        assert info["engine"] == COMPILED[framework]
+        for count in (4, 3, 9):
+            x = module.preprocess(images[:count])
+            assert_same_features(module.backbone(model)(x), module.backbone(model, "eager")(x))
+        if seed == 1:
+            first = module.backbone(model)(module.preprocess(images[:4]))
+    assert not np.allclose(module.backbone(model)(module.preprocess(images[:4])), first)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", frameworks.NAMES)
+def test_a_run_names_its_engine_and_trains_as_the_eager_one(framework, tiny_config, tmp_path, monkeypatch):
+    config = tiny_config.with_changes(framework=framework, image_size=64, precision="float32", epochs=2)
+    results = {}
+    for engine in ("eager", "compiled"):
+        monkeypatch.setenv("AVP_BACKBONE_ENGINE", engine)
+        events = []
+        out = runner.train(config.with_changes(out_dir=str(tmp_path / engine)), events.append)[framework]
+        (start,) = [e for e in events if e["type"] == "start"]
+        assert start["engine"] == out["engine"] == (COMPILED if engine == "compiled" else EAGER)[framework]
+        results[engine] = [h[key] for h in out["history"] for key in ("train_loss", "val_loss")]
+    assert results["compiled"] == pytest.approx(results["eager"], rel=1e-3, abs=1e-5)
+
+
+def test_the_bank_keeps_the_engines_apart(tiny_config):
+    class Arrays:
+        x_train, x_val = np.zeros((4, 8, 8, 3), np.uint8), np.zeros((2, 8, 8, 3), np.uint8)
+
+    store = bank.FeatureBank.__new__(bank.FeatureBank)
+    keys = {engine: bank.RunViews(store, "pytorch", tiny_config, {"precision": "float32", "engine": engine},
+                                  Arrays()).key("train", 0) for engine in ("eager", "torch.compile")}
+    assert keys["eager"] != keys["torch.compile"]
+
+
+def test_warm_up_compiles_only_a_compiled_engine(tiny_config, monkeypatch):
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "eager")
+    assert runner.warm_up(tiny_config.with_changes(framework="keras")) == {}
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "compiled")
+    seconds = runner.warm_up(tiny_config.with_changes(framework="keras", precision="float32"))
+    assert set(seconds) == {"keras"} and seconds["keras"] > 0
