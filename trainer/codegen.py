@@ -126,17 +126,21 @@ def gradcam_source(framework: str) -> str:
     return "\n\n\n".join(parts) + "\n"
 
 
-_LOAD_IMAGE = '''
-def load_image(path):
-    """As the app decodes: EXIF orientation applied, transparency on white, RGB, squashed to
-    SIZE x SIZE (bilinear): uint8 HWC."""
+def load_image_source(size: str = "SIZE") -> str:
+    """`load_image(path)` as generated code: the app's decoding (trainer/data.py) for scripts that
+    decode with Pillow alone; `size` names the script's constant for the side in pixels."""
+    return f'''def load_image(path):
+    # As the app decodes: EXIF orientation applied, transparency on white, RGB, squashed (bilinear).
     image = ImageOps.exif_transpose(Image.open(path))
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    image = image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+    image = image.convert("RGB").resize(({size}, {size}), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
+'''
 
+
+_REPORT = '''
 
 def report(paths, probabilities):
     for path, row in zip(paths, probabilities):
@@ -155,7 +159,7 @@ def predict_script(framework: str, metadata: dict) -> str:
     return (f'"""Load the {framework} model in this folder and predict: python predict_{framework}.py IMAGE...'
             f'\n\nPrints one JSON line per image with its class probabilities."""\n\n'
             f'import json\nimport sys\n\nimport numpy as np\nfrom PIL import Image, ImageOps\n\n'
-            f'{header}{_LOAD_IMAGE}\n{body}')
+            f'{header}\n{load_image_source()}{_REPORT}\n{body}')
 
 
 def _keras_predict() -> str:

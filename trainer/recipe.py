@@ -171,15 +171,7 @@ def _imports(config: TrainConfig) -> Step:
 
 # ---------------------------------------------------------------- 3. the data pipeline
 
-_LOAD = '''def load_image(path):
-    # As the app decodes: EXIF orientation applied, transparency on white, RGB, squashed (bilinear).
-    image = ImageOps.exif_transpose(Image.open(path))
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    image = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
-
+_LOAD = codegen.load_image_source("IMAGE_SIZE") + '''
 
 def load_split(split):
     # Every image of DATA_DIR/<split>/<class>/: uint8 (N, H, W, 3), labels, class names, file names.
