@@ -124,7 +124,8 @@ def summarise(framework, config, arrays, result, info, device, seconds, model=No
     history = result["history"]
     summary = {
         "framework": framework, "classes": arrays.classes, "config": config.to_dict(),
-        "history": history, "stopped": result["stopped"], "pretrained": info["pretrained"],
+        "history": history, "stopped": result["stopped"], "time_up": result.get("time_up", False),
+        "pretrained": info["pretrained"],
         "warnings": info["warnings"], "device": device, "precision": info["precision"], "seconds": seconds,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "train_images": len(arrays.y_train), "val_images": len(arrays.y_val),
