@@ -12,11 +12,11 @@ import os
 
 from ui.startup import speed_up_gradio_import
 
-speed_up_gradio_import()  # before gradio is first imported: it halves the app's start-up
+speed_up_gradio_import()  # before gradio is first imported: see ui/startup.py
 
 import gradio as gr  # noqa: E402
 
-from ui import augment_tab, predict_tab, shared, train_tab  # noqa: E402
+from ui import augment_tab, predict_tab, shared, train  # noqa: E402
 
 INTRO = """# Alien vs. Predator: transfer learning in Keras and PyTorch
 An ImageNet **ResNet-50** with its convolutional layers frozen and a new dense head, fine-tuned on a
@@ -33,10 +33,10 @@ def build_demo() -> gr.Blocks:
         with gr.Tab("Augment"):
             augment_controls, augment_load = augment_tab.build()
         with gr.Tab("Train"):
-            train_loads = train_tab.build(browser, augment_controls)
+            train_loads = train.build(browser, augment_controls)
         with gr.Tab("Predict") as predict:
             predict_loads = predict_tab.build(predict, browser)
-        demo.load(*augment_load, api_visibility="private")
+        demo.load(**augment_load, api_visibility="private")
         for fn, inputs, outputs in [*train_loads, *predict_loads]:
             demo.load(fn, inputs, outputs, api_visibility="private")
     demo.queue(default_concurrency_limit=2, max_size=256)

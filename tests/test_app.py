@@ -10,7 +10,8 @@ import gradio as gr
 import pytest
 
 from conftest import ROOT, make_dataset
-from ui import augment_tab, predict_tab, shared, text as ui_text, train_tab
+from trainer.augment import AugmentConfig
+from ui import augment_tab, predict_tab, shared, text as ui_text, train
 
 
 def test_importing_the_app_loads_no_framework():
@@ -56,53 +57,59 @@ def visitor(tmp_path, monkeypatch):
 
 def test_upload_zip_lands_in_the_workspace_and_can_be_deleted(visitor, tmp_path):
     path = zip_of(make_dataset(tmp_path / "d"), tmp_path / "holiday pics.zip")
-    chosen, text = train_tab.upload_zip(visitor, path)
+    chosen, text = train.upload_zip(visitor, path)
     assert "2 classes: bright, dark" in text and "train: 12 images" in text
     assert chosen.value == "upload/holiday_pics"
     space = shared.workspace(visitor)
     assert (space.uploads / "holiday_pics").is_dir()
-    chosen, text = train_tab.delete_upload(visitor, "upload/holiday_pics")
+    chosen, text = train.delete_upload(visitor, "upload/holiday_pics")
     assert "Deleted holiday\\_pics" in text and space.upload_names() == []
 
 
 def test_upload_of_a_bad_zip_lists_the_problems_and_keeps_nothing(visitor, tmp_path):
     one_class = make_dataset(tmp_path / "one", classes=("only",))
-    _, text = train_tab.upload_zip(visitor, zip_of(one_class, tmp_path / "one.zip"))
+    _, text = train.upload_zip(visitor, zip_of(one_class, tmp_path / "one.zip"))
     text = text.replace("\\", "")  # the page's Markdown escapes
     assert "one.zip cannot be trained on" in text and "one.zip/top: found 1 class folder" in text
     assert visitor not in text
     (tmp_path / "bad.zip").write_bytes(b"PK\x05\x06broken")
-    _, text = train_tab.upload_zip(visitor, str(tmp_path / "bad.zip"))
+    _, text = train.upload_zip(visitor, str(tmp_path / "bad.zip"))
     assert "not a valid zip archive" in text
     assert shared.workspace(visitor).upload_names() == []
 
 
 def test_the_page_offers_data_sets_by_name_and_restores_settings(visitor):
-    workspace_id, form = train_tab.open_workspace(visitor)
+    workspace_id, form = train.open_workspace(visitor)
     assert workspace_id == visitor and form["dataset"].value == "server/toy"
     settings = {"framework": "pytorch", "dataset": "server/toy", "epochs": 0, "augment.shear_deg": 5}
     with pytest.raises(gr.Error, match="epochs must be a whole number"):
-        train_tab.start_pressed(visitor, **settings)
-    _, form = train_tab.open_workspace(visitor)  # a reload: the settings of the last Start come back
+        train.start_pressed(visitor, **settings)
+    _, form = train.open_workspace(visitor)  # a reload: the settings of the last Start come back
     assert form["framework"] == "pytorch" and form["epochs"] == 0 and form["augment.shear_deg"] == 5
-    assert train_tab.open_workspace("0" * 32)[0] != visitor  # an unknown id gets a new workspace
+    assert train.open_workspace("0" * 32)[0] != visitor  # an unknown id gets a new workspace
 
 
 def test_check_data_names_problems_without_server_folders(visitor):
-    assert "unknown data set" in train_tab.check_data(visitor, "server/nothing")
-    assert "2 classes" in train_tab.check_data(visitor, "server/toy")
-    text = train_tab.check_data(visitor, "server/toy")
+    assert "unknown data set" in train.check_data(visitor, "server/nothing")
+    assert "2 classes" in train.check_data(visitor, "server/toy")
+    text = train.check_data(visitor, "server/toy")
     assert str(shared.WORKSPACES_DIR) not in text and "/tmp" not in text
 
 
 def test_preview_gives_both_frameworks_samples_views_and_code():
+    """/preview takes the augmentation as AugmentConfig fields by name; omitted ones keep their defaults."""
     keras_gallery, torch_gallery, keras_view, torch_view, keras_code, torch_code = augment_tab.preview(
-        None, 10, 0.8, 1.2, 0, 0, True, False, 7)
+        None, {"shear_deg": 10, "zoom_max": 1.2}, 7)
     assert len(keras_gallery) == len(torch_gallery) == augment_tab.SAMPLES
     assert all(image.shape == (224, 224, 3) for image, _ in keras_gallery + torch_gallery)
     assert "zoom" in keras_gallery[0][1] and "shear" in torch_gallery[0][1]
     assert "BGR" in keras_view.label and "RGB" in torch_view.label
     assert "affine_transform" in keras_code and "RandomAffine" in torch_code
+    with pytest.raises(gr.Error, match="unknown augmentation settings: shear"):
+        augment_tab.preview(None, {"shear": 10}, 7)
+    with pytest.raises(gr.Error, match="shear must be between 0 and 45"):
+        augment_tab.preview_pytorch(None, 7, shear_deg=50, zoom_min=0.8, zoom_max=1.2, rotation_deg=0, shift=0,
+                                    hflip=True, vflip=False)  # the page's controls, by keyword
 
 
 def test_the_stored_opening_previews_match_the_pipelines_and_need_no_framework(tmp_path, monkeypatch):
@@ -118,14 +125,14 @@ def test_the_stored_opening_previews_match_the_pipelines_and_need_no_framework(t
             else:
                 assert str(stored[name]) == str(fresh[name]), name
     monkeypatch.setattr(augment_tab, "backend", None)  # any framework call would fail
-    gallery, view, values, code = augment_tab.side("pytorch", None, 10, 0.8, 1.2, 0, 0, True, False, 0)
+    gallery, view, values, code = augment_tab.side("pytorch", None, AugmentConfig(), 0)
     assert len(gallery) == augment_tab.SAMPLES and "zoom" in values and "RandomAffine" in code
 
 
 def test_preview_names_a_broken_upload(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     with pytest.raises(gr.Error, match="broken.png"):
-        augment_tab.preview(str(tmp_path / "broken.png"), 10, 0.8, 1.2, 0, 0, True, False, 0)
+        augment_tab.preview(str(tmp_path / "broken.png"), {}, 0)
 
 
 def test_verdict_marks_disagreement_between_any_two_models():
@@ -146,17 +153,17 @@ def test_progress_and_log_from_events():
                "loss": 0.7, "images_seen": 4, "images_per_s": 3.5, "elapsed_s": 65, "eta_s": 3}]
     from classroom.jobs import RunView
     idle = {"training": 1, "waiting": 0, "slots": 1}
-    text = train_tab.progress_text(RunView("r1", "running", events), idle)
+    text = train.progress_text(RunView("r1", "running", events), idle)
     assert "epoch 1/2, batch 1/2" in text and "3.5 images/s" in text and "elapsed 1:05" in text and "CPU" in text
-    assert "warning: ImageNet weights unavailable" in train_tab.log_text(events)
-    waiting = train_tab.progress_text(RunView("r2", "queued", position=3, start_in_s=125), idle)
+    assert "warning: ImageNet weights unavailable" in train.log_text(events)
+    waiting = train.progress_text(RunView("r2", "queued", position=3, start_in_s=125), idle)
     assert "number 3" in waiting and "2:05" in waiting
 
 
 def test_a_stopped_both_run_says_exactly_what_was_saved():
     ends = [{"type": "end", "framework": "pytorch", "saved_to": "x"}, {"type": "stopped", "framework": "keras"}]
-    assert "Saved before it ended: pytorch" in train_tab.saved_text(ends)
-    assert "Nothing was saved" in train_tab.saved_text(ends[1:])
+    assert "Saved before it ended: pytorch" in train.saved_text(ends)
+    assert "Nothing was saved" in train.saved_text(ends[1:])
 
 
 def test_out_of_memory_reads_as_advice():
@@ -202,7 +209,7 @@ def test_a_gpu_the_framework_does_not_use_is_said_loudly(tiny_config, monkeypatc
     runner.train(tiny_config.with_changes(framework="pytorch"), events.append)
     (loud,) = [e for e in events if e.get("loud")]
     assert "PyTorch is training on the CPU" in loud["message"]
-    page = train_tab.progress_text(RunView("r", "running", events), {"training": 1, "waiting": 0, "slots": 1})
+    page = train.progress_text(RunView("r", "running", events), {"training": 1, "waiting": 0, "slots": 1})
     assert "**⚠ this machine has a GPU, but PyTorch is training on the CPU" in page
 
 
@@ -238,7 +245,7 @@ def test_a_both_run_is_compared_and_stays_shown_after_a_stopped_run(visitor, tmp
     write_run(space, "20261127-150000-000000", stopped)
     view = shared.jobs().view(space)
     assert view.status == "stopped" and runs.runs_of(space)[-1].name == view.run_id
-    parts = train_tab.render(space, view, shared.jobs().overview())
+    parts = train.render(space, view, shared.jobs().overview())
     results = parts["results"]
     assert "last finished run" in results and "UTC" in results and "T14" not in results
     for row in ("validation accuracy", "seconds per epoch", "training images per second", "one prediction",
@@ -256,12 +263,13 @@ def test_the_log_is_newest_first_short_and_free_of_command_line_words():
             + "(--weights none, or allow it in the app)")
     events = [{"type": "warning", "message": long},
               {"type": "stopped", "framework": "keras", "epoch": 1, "batch": 2}]
-    lines = train_tab.log_text(events).splitlines()
-    assert lines[0].startswith("keras: stopped") and len(lines[1]) <= train_tab.LOG_CHARS + 20
-    assert "--" not in train_tab.for_page("out of memory: try a smaller batch size or --limit")
-    assert "AVP_DATA_DIR" not in train_tab.for_page("data folder x does not exist (set --data or AVP_DATA_DIR, ...)")
-    from trainer.cli import HELP
-    assert not [key for key, words in HELP.items() if "--" in words or "AVP_" in words]
+    lines = train.log_text(events).splitlines()
+    assert lines[0].startswith("keras: stopped") and len(lines[1]) <= train.LOG_CHARS + 20
+    assert "--" not in train.for_page("out of memory: try a smaller batch size or --limit")
+    assert "AVP_DATA_DIR" not in train.for_page("data folder x does not exist (set --data or AVP_DATA_DIR, ...)")
+    from trainer.augment import HELP as AUGMENT_HELP
+    from trainer.config import HELP
+    assert not [key for key, words in {**HELP, **AUGMENT_HELP}.items() if "--" in words or "AVP_" in words]
     assert ui_text.readable_time("2026-11-27T14:05:09+00:00") == "27 Nov 2026, 14:05 UTC"
 
 
@@ -277,3 +285,24 @@ def test_a_clicked_example_is_named_by_its_folder(visitor, tmp_path):
     other.write_bytes(b"not the example")
     assert predict_tab.display_name(str(other)) == example.name
     predict_tab.example_labels.cache_clear()
+
+
+def test_a_second_page_load_asks_no_server_whether_weights_can_be_downloaded(tmp_path, monkeypatch):
+    """The weights line on the Train tab asks each framework's weights server once per process."""
+    import contextlib
+    import urllib.request
+
+    from trainer import frameworks, weights
+    asked = []
+    answer = lambda request, timeout: asked.append(request.full_url) or contextlib.nullcontext()
+    monkeypatch.setattr(urllib.request, "urlopen", answer)
+    for home in ("TORCH_HOME", "KERAS_HOME"):  # empty caches: the weights are not on disk
+        monkeypatch.setenv(home, str(tmp_path / home))
+    weights.reachable.cache_clear()
+    try:
+        assert "downloaded on the first run" in train.weights_text()
+        assert sorted(asked) == sorted(f.weights_url for f in frameworks.REGISTRY.values())
+        train.weights_text()  # the next page load
+        assert len(asked) == 2
+    finally:
+        weights.reachable.cache_clear()

@@ -13,6 +13,7 @@ from gradio_client.exceptions import AppError
 from conftest import ROOT, make_dataset
 from support.launch import free_port
 from support.visitor import Visitor, settings
+from trainer.augment import AugmentConfig
 from trainer.config import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -138,6 +139,13 @@ def test_settings_name_a_data_set_and_never_a_server_folder(visitor):
         with pytest.raises(AppError, match=message):
             start(visitor, **changes)
         assert visitor.status()["status"] == "none", name
+
+
+def test_preview_takes_the_augmentation_by_name(visitor):
+    keras_gallery, torch_gallery, *_ = visitor.preview(ROOT / "assets" / "test_card.png",
+                                                       AugmentConfig(rotation_deg=15), seed=1)
+    assert len(keras_gallery) == len(torch_gallery) == 8
+    assert all("rot " in item["caption"] for item in keras_gallery + torch_gallery)
 
 
 def test_an_unknown_workspace_is_refused(app):

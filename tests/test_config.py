@@ -49,3 +49,22 @@ def test_feature_cache_turns_augmentation_off():
     assert TrainConfig().augment_active
     assert not TrainConfig(feature_cache=True).augment_active
     assert not TrainConfig(augment=AugmentConfig(enabled=False)).augment_active
+
+
+def test_the_command_lines_flags_fill_the_same_settings():
+    from trainer.cli import build_parser, config_from_args
+    parse = lambda *flags: config_from_args(build_parser().parse_args(["train", "--data", "d", *flags]))
+    assert parse() == TrainConfig(data_dir="d")
+    changed = parse("--epochs", "2", "--lr", "0.01", "--shear", "5", "--zoom", "0.9", "1.1", "--rotation", "30",
+                    "--shift", "0.1", "--no-hflip", "--vflip", "--feature-cache")
+    assert changed == TrainConfig(data_dir="d", epochs=2, lr=0.01, feature_cache=True, augment=AugmentConfig(
+        shear_deg=5, zoom_min=0.9, zoom_max=1.1, rotation_deg=30, shift=0.1, hflip=False, vflip=True))
+    assert parse("--no-augment").augment == AugmentConfig(enabled=False)
+
+
+def test_every_setting_has_its_help_beside_it():
+    from dataclasses import fields
+
+    from trainer import augment, config
+    assert set(config.HELP) == {f.name for f in fields(TrainConfig)} - {"augment"}
+    assert set(augment.HELP) == {f.name for f in fields(AugmentConfig)}

@@ -12,23 +12,28 @@ of the side.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
 NUMBERS = ("shear_deg", "zoom_min", "zoom_max", "rotation_deg", "shift")
 
 
+def setting(default=MISSING, help: str = "", **options):
+    """A settings field with its help text, which the command line's --help and the page read."""
+    return field(default=default, metadata={"help": help}, **options)
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
-    enabled: bool = True
-    shear_deg: float = 10.0  # maximum shear angle, degrees, either direction
-    zoom_min: float = 0.8  # magnification range: <1 shows more of the scene, >1 zooms in
-    zoom_max: float = 1.2
-    rotation_deg: float = 0.0  # maximum rotation, degrees, either direction
-    shift: float = 0.0  # maximum translation, fraction of the side, either direction
-    hflip: bool = True
-    vflip: bool = False
+    enabled: bool = setting(True, "augmentation of the training images")
+    shear_deg: float = setting(10.0, "max shear angle, degrees, either direction")
+    zoom_min: float = setting(0.8, "smallest magnification (<1 shows more of the scene)")
+    zoom_max: float = setting(1.2, "largest magnification (>1 zooms in)")
+    rotation_deg: float = setting(0.0, "max rotation, degrees, either direction")
+    shift: float = setting(0.0, "max shift, fraction of the side, either direction")
+    hflip: bool = setting(True, "random horizontal flip")
+    vflip: bool = setting(False, "random vertical flip")
 
     def validate(self) -> list[str]:
         """Return the problems with these settings as sentences; empty when they are fine."""
@@ -67,6 +72,9 @@ class AugmentConfig:
         if unknown:
             raise ValueError(f"unknown augmentation settings: {', '.join(sorted(unknown))}")
         return cls(**values)
+
+
+HELP = {f.name: f.metadata["help"] for f in fields(AugmentConfig)}  # by field name
 
 
 def draw(aug: AugmentConfig, seed: int, view: int, indices, width: int, height: int) -> dict:

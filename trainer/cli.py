@@ -19,30 +19,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from trainer import frameworks
-from trainer.augment import AugmentConfig
-from trainer.config import DEVICE_CHOICES, PRECISION_CHOICES, TrainConfig, default_data_dir
-
-HELP = {  # one help string per setting, shared with the app's widgets
-    "framework": "keras, pytorch, or both (one after the other)",
-    "data_dir": "data folder: train/<class>/*, validation/<class>/* (or class folders only)",
-    "out_dir": "models folder: <out>/keras and <out>/pytorch are (re)written",
-    "epochs": "passes over the training images",
-    "batch_size": "images per optimisation step",
-    "lr": "Adam learning rate of the new head",
-    "image_size": "images are squashed to this many pixels a side (224 = ImageNet's)",
-    "head_units": "units of the new hidden dense layer",
-    "feature_cache": "fast mode: backbone features computed once, then only the head trains "
-                     "(no augmentation: every epoch sees the same images)",
-    "unfreeze": "also train the last N of the 4 ResNet stages, at the fine-tune learning rate",
-    "fine_tune_lr": "learning rate of unfrozen backbone stages",
-    "weights": "imagenet (download once, or pre-seeded cache), none (random init), or a file",
-    "allow_random_init": "if ImageNet weights cannot be had, train from random init instead of failing",
-    "limit": "use at most N images per split (seeded, class-balanced); 0 = all",
-    "seed": "random seed for splits, subsets, initialisation, shuffling and augmentation",
-    "device": "auto (GPU when present), cpu or gpu",
-    "precision": "auto: bfloat16 mixed precision on GPUs and on CPUs with native bfloat16 "
-                 "(2-3x faster), float32 elsewhere",
-}
+from trainer.augment import HELP as AUGMENT_HELP, AugmentConfig
+from trainer.config import DEVICE_CHOICES, HELP, PRECISION_CHOICES, TrainConfig, default_data_dir
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,22 +37,26 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feature-cache", action="store_true", help=HELP["feature_cache"])
     parser.add_argument("--device", choices=DEVICE_CHOICES, default=d.device, help=HELP["device"])
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=d.precision, help=HELP["precision"])
-    a = AugmentConfig()
-    parser.add_argument("--no-augment", action="store_true", help="turn augmentation off")
-    parser.add_argument("--shear", type=float, default=a.shear_deg, help="max shear angle, degrees")
-    parser.add_argument("--zoom", type=float, nargs=2, default=(a.zoom_min, a.zoom_max),
-                        metavar=("MIN", "MAX"), help="magnification range (<1 zoom out, >1 zoom in)")
-    parser.add_argument("--rotation", type=float, default=a.rotation_deg, help="max rotation, degrees")
-    parser.add_argument("--shift", type=float, default=a.shift, help="max shift, fraction of the side")
-    parser.add_argument("--no-hflip", action="store_true", help="no random horizontal flip")
-    parser.add_argument("--vflip", action="store_true", help="random vertical flip")
+    add_augment_arguments(parser)
+
+
+def add_augment_arguments(parser: argparse.ArgumentParser) -> None:
+    """The augmentation flags, each stored as `augment.<AugmentConfig field>`."""
+    a, say = AugmentConfig(), AUGMENT_HELP
+    parser.add_argument("--no-augment", dest="augment.enabled", action="store_false", help=f"no {say['enabled']}")
+    for name, flag in (("shear_deg", "--shear"), ("rotation_deg", "--rotation"), ("shift", "--shift")):
+        parser.add_argument(flag, dest=f"augment.{name}", metavar=flag[2:].upper(), type=float,
+                            default=getattr(a, name), help=say[name])
+    parser.add_argument("--zoom", dest="augment.zoom", type=float, nargs=2, default=(a.zoom_min, a.zoom_max),
+                        metavar=("MIN", "MAX"), help=f"{say['zoom_min']}, {say['zoom_max']}")
+    parser.add_argument("--no-hflip", dest="augment.hflip", action="store_false", help=f"no {say['hflip']}")
+    parser.add_argument("--vflip", dest="augment.vflip", action="store_true", help=say["vflip"])
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The parsed flags as TrainConfig's named settings (the page and the API send the same names)."""
-    augment = {"enabled": not args.no_augment, "shear_deg": args.shear, "zoom_min": args.zoom[0],
-               "zoom_max": args.zoom[1], "rotation_deg": args.rotation, "shift": args.shift,
-               "hflip": not args.no_hflip, "vflip": args.vflip}
+    augment = {key.removeprefix("augment."): value for key, value in vars(args).items() if key.startswith("augment.")}
+    augment["zoom_min"], augment["zoom_max"] = augment.pop("zoom")
     named = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "augment"}
     return TrainConfig.from_dict({**named, "augment": augment}).validate()
 

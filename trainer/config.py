@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from trainer import frameworks
-from trainer.augment import AugmentConfig
+from trainer.augment import AugmentConfig, setting
 from trainer.constants import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 WEIGHT_CHOICES = ("imagenet", "none")  # or a path to a weights file
@@ -22,7 +22,8 @@ PRECISION_CHOICES = ("auto", "float32", "bfloat16")
 
 
 def cpu_has_bfloat16() -> bool:
-    """True on CPUs with native bfloat16 (AMX or AVX-512 BF16), where it is 2-3x faster."""
+    """True on CPUs with native bfloat16 (AMX or AVX-512 BF16), where it is faster than float32
+    (the README's Speed section has the figures)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -47,24 +48,29 @@ def default_data_dir() -> str:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    framework: str = "both"  # keras, pytorch or both (one after the other)
-    data_dir: str = field(default_factory=default_data_dir)
-    out_dir: str = "models"
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 1e-3  # Adam learning rate of the new head
-    image_size: int = 224  # pixels, square
-    head_units: int = 128  # units of the hidden dense layer of the new head
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    feature_cache: bool = False  # compute frozen-backbone features once; turns augmentation off
-    unfreeze: int = 0  # last N ResNet stages (0-4) trained too, at fine_tune_lr
-    fine_tune_lr: float = 1e-5
-    weights: str = "imagenet"  # imagenet, none, or a path to a weights file
-    allow_random_init: bool = False  # train from scratch when ImageNet weights cannot be had
-    limit: int = 0  # at most this many images per split, class-balanced; 0 = all
-    seed: int = 42
-    device: str = "auto"  # auto, cpu or gpu
-    precision: str = "auto"  # auto, float32 or bfloat16 (auto: bfloat16 where the hardware has it)
+    framework: str = setting("both", "keras, pytorch, or both (one after the other)")
+    data_dir: str = setting(help="data folder: train/<class>/*, validation/<class>/* (or class folders only)",
+                            default_factory=default_data_dir)
+    out_dir: str = setting("models", "models folder: <out>/keras and <out>/pytorch are (re)written")
+    epochs: int = setting(3, "passes over the training images")
+    batch_size: int = setting(32, "images per optimisation step")
+    lr: float = setting(1e-3, "Adam learning rate of the new head")
+    image_size: int = setting(224, "images are squashed to this many pixels a side (224 = ImageNet's)")
+    head_units: int = setting(128, "units of the new hidden dense layer")
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # its fields have their own help
+    feature_cache: bool = setting(False, "fast mode: backbone features computed once, then only the head "
+                                         "trains (no augmentation: every epoch sees the same images)")
+    unfreeze: int = setting(0, "also train the last N of the 4 ResNet stages, at the fine-tune learning rate")
+    fine_tune_lr: float = setting(1e-5, "learning rate of unfrozen backbone stages")
+    weights: str = setting("imagenet", "imagenet (download once, or pre-seeded cache), none (random init), "
+                                       "or a file")
+    allow_random_init: bool = setting(False, "if ImageNet weights cannot be had, train from random init "
+                                             "instead of failing")
+    limit: int = setting(0, "use at most N images per split (seeded, class-balanced); 0 = all")
+    seed: int = setting(42, "random seed for splits, subsets, initialisation, shuffling and augmentation")
+    device: str = setting("auto", "auto (GPU when present), cpu or gpu")
+    precision: str = setting("auto", "auto: bfloat16 mixed precision on GPUs and on CPUs with native "
+                                     "bfloat16, float32 elsewhere")
 
     @property
     def frameworks(self) -> tuple[str, ...]:
@@ -141,3 +147,6 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         return cls.from_dict(json.loads(text))
+
+
+HELP = {f.name: f.metadata["help"] for f in fields(TrainConfig) if "help" in f.metadata}  # by field name

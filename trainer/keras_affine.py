@@ -2,10 +2,10 @@
 
 Keras 3's stock augmentation layers (RandomFlip, RandomRotation, RandomTranslation, RandomZoom,
 RandomShear) each resample the whole batch: with zoom and shear on, that is two interpolations,
-two blurs and three passes over memory (0.15 s per batch of 32 at 224 px on a 2-core CPU, an
-eighth of a ResNet-50 forward pass there). This layer draws the values torchvision's
-RandomHorizontalFlip + RandomAffine draw, composes them into one matrix per image (as the seed
-notebook's ImageDataGenerator did) and resamples once with `keras.ops.image.affine_transform`.
+two blurs and three passes over memory (the README's Speed section has the measured cost). This
+layer draws the values torchvision's RandomHorizontalFlip + RandomAffine draw, composes them into
+one matrix per image (as the seed notebook's ImageDataGenerator did) and resamples once with
+`keras.ops.image.affine_transform`.
 
 Self-contained (it needs keras only): the app shows this file as part of its runnable Keras code.
 """

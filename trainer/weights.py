@@ -12,6 +12,7 @@ weights enum and keras.applications); an offline machine works when these files 
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -50,8 +51,9 @@ def unavailable_message(framework: str, error: BaseException | None = None) -> s
             "(--weights none, or allow it in the app), which learns far less from so few images.")
 
 
+@functools.cache  # asked once per process: every page load wants it, and an offline ask waits timeout_s
 def reachable(framework: str, timeout_s: float = 3.0) -> bool:
-    """True when the weights file's server answers (a HEAD request; nothing is downloaded)."""
+    """True when the weights file's server answered (a HEAD request; nothing is downloaded)."""
     import urllib.request
     url = frameworks.get(framework).weights_url
     try:

@@ -15,8 +15,8 @@ import gradio as gr
 import numpy as np
 
 from trainer import codegen, data
-from trainer.augment import AugmentConfig
-from trainer.runner import backend
+from trainer.augment import NUMBERS, AugmentConfig
+from trainer.frameworks import backend
 from ui import shared
 
 SAMPLES = 8
@@ -26,16 +26,22 @@ NETWORK_VIEW_NOTE = (
     "look blue); torchvision scales to 0-1 and standardises each **RGB** channel with the ImageNet "
     "mean and std. Each set of pretrained weights expects its own convention.\n\n"
     "**One resampling, not one per setting.** Keras 3's stock layers (RandomFlip, RandomRotation, RandomZoom, "
-    "RandomShear, ...) each resample the image: more blur, and (zoom + shear + flip) 2.4x the time per batch. "
-    "The Keras side "
-    "here is a small RandomAffine layer (its code is below) that draws the values torchvision's "
+    "RandomShear, ...) each resample the image: more blur, and more time per batch with each layer. "
+    "The Keras side here is a small RandomAffine layer (its code is below) that draws the values torchvision's "
     "RandomAffine draws and composes flip, rotation, shift, zoom and shear into one matrix, as the seed "
     "notebook's ImageDataGenerator did: given the same values, both give the same pixels.")
 
 
-def settings(shear, zoom_min, zoom_max, rotation, shift, hflip, vflip) -> AugmentConfig:
-    aug = AugmentConfig(shear_deg=float(shear), zoom_min=float(zoom_min), zoom_max=float(zoom_max),
-                        rotation_deg=float(rotation), shift=float(shift), hflip=bool(hflip), vflip=bool(vflip))
+def settings(values: dict) -> AugmentConfig:
+    """The page's or the API's augmentation settings, by AugmentConfig field (omitted ones keep their
+    defaults), validated: a pop-up names every problem."""
+    if not isinstance(values, dict):
+        raise gr.Error("the augmentation settings must be a JSON object of AugmentConfig fields by name")
+    try:
+        aug = AugmentConfig.from_dict({name: float(value) if name in NUMBERS else bool(value)
+                                       for name, value in values.items()})
+    except (TypeError, ValueError) as error:
+        raise gr.Error(str(error)) from None
     problems = aug.validate()
     if problems:
         raise gr.Error("; ".join(problems))
@@ -79,10 +85,9 @@ DEFAULT_PREVIEWS = shared.ASSETS / "default_previews.npz"  # see save_default_pr
 KERAS_WAIT = "*The Keras samples follow once TensorFlow has loaded …*"
 
 
-def side(framework: str, path, shear, zoom_min, zoom_max, rotation, shift, hflip, vflip, seed) -> tuple:
+def side(framework: str, path, aug: AugmentConfig, seed) -> tuple:
     """One framework's augmented samples (captioned with the values each drew), its network view,
     the values as a numbered list (captions under thumbnails are cut short) and its code."""
-    aug = settings(shear, zoom_min, zoom_max, rotation, shift, hflip, vflip)
     samples, view = samples_and_view(framework, path, aug, int(seed or 0))
     gallery = [(out, f"{i}: {caption(drawn)}") for i, (out, drawn) in enumerate(samples, 1)]
     digits = 0 if framework == "keras" else 2
@@ -116,19 +121,22 @@ def save_default_previews(target=None) -> None:
     np.savez_compressed(target or DEFAULT_PREVIEWS, **saved)
 
 
-def preview_pytorch(*values) -> tuple:
-    """The torchvision side: it needs no TensorFlow, so the page shows it first."""
-    return side("pytorch", *values)
+def preview_pytorch(path, seed, **values) -> tuple:
+    """The torchvision side: it needs no TensorFlow, so the page shows it first. `values`: the
+    page's controls, by AugmentConfig field."""
+    return side("pytorch", path, settings(values), seed)
 
 
-def preview_keras(*values) -> tuple:
-    return side("keras", *values)
+def preview_keras(path, seed, **values) -> tuple:
+    return side("keras", path, settings(values), seed)
 
 
-def preview(path, shear, zoom_min, zoom_max, rotation, shift, hflip, vflip, seed):
-    """Both frameworks' augmented samples, both network views, both code snippets (the API's answer)."""
-    values = (path, shear, zoom_min, zoom_max, rotation, shift, hflip, vflip, seed)
-    keras, torch = side("keras", *values), side("pytorch", *values)
+def preview(path, augmentation: dict, seed):
+    """Both frameworks' augmented samples, both network views, both code snippets (the API's answer).
+    `augmentation`: AugmentConfig fields by name, e.g. {"shear_deg": 10, "rotation_deg": 15}; omitted
+    fields keep their defaults."""
+    aug = settings(augmentation)
+    keras, torch = side("keras", path, aug, seed), side("pytorch", path, aug, seed)
     return keras[0], torch[0], keras[1], torch[1], keras[3], torch[3]
 
 
@@ -136,10 +144,10 @@ def reroll() -> int:
     return random.randint(0, 99_999)
 
 
-def build() -> tuple[dict[str, gr.components.Component], tuple]:
+def build() -> tuple[dict[str, gr.components.Component], dict]:
     """Build the tab; return its augmentation controls by AugmentConfig field (the Train tab trains
-    with them) and its load event (fn, inputs, outputs): the torchvision side; the Keras side follows
-    each new torchvision side."""
+    with them) and its load event (demo.load's arguments): the torchvision side; the Keras side
+    follows each new torchvision side."""
     a = AugmentConfig()
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -176,19 +184,21 @@ def build() -> tuple[dict[str, gr.components.Component], tuple]:
                 keras_code = gr.Code(language="python", label="Keras: this pipeline")
                 torch_code = gr.Code(language="python", label="PyTorch: this pipeline")
             api_only = gr.Button(visible=False)  # /preview: both sides in one answer, for API clients
+            api_settings = gr.JSON(visible=False, label="augmentation")  # /preview's settings, by field
     controls = {"shear_deg": shear, "zoom_min": zoom_min, "zoom_max": zoom_max, "rotation_deg": rotation,
                 "shift": shift, "hflip": hflip, "vflip": vflip}  # AugmentConfig's fields, by name
-    inputs = [image, *controls.values(), seed]
+    inputs = {"inputs": [image, seed], "inputs_kwargs": controls}
     keras_outputs = [keras_gallery, keras_view, keras_values, keras_code]
     torch_outputs = [torch_gallery, torch_view, torch_values, torch_code]
     outputs = [keras_gallery, torch_gallery, keras_view, torch_view, keras_code, torch_code]
     page = {"api_visibility": "private", "concurrency_limit": 2, "concurrency_id": "preview"}
     gr.on([image.change, seed.change, *(c.change for c in controls.values())],
-          preview_pytorch, inputs, torch_outputs, **page)
-    torch_gallery.change(preview_keras, inputs, keras_outputs, **page)  # each new torchvision side, then Keras
-    api_only.click(preview, inputs, outputs, api_name="preview", concurrency_limit=2, concurrency_id="preview")
+          preview_pytorch, outputs=torch_outputs, **inputs, **page)
+    torch_gallery.change(preview_keras, outputs=keras_outputs, **inputs, **page)  # each new torchvision side
+    api_only.click(preview, [image, api_settings, seed], outputs, api_name="preview", concurrency_limit=2,
+                   concurrency_id="preview")
     reroll_button.click(reroll, None, seed, api_visibility="private")
-    return controls, (preview_pytorch, inputs, torch_outputs)
+    return controls, {"fn": preview_pytorch, "outputs": torch_outputs, **inputs}
 
 
 if __name__ == "__main__":

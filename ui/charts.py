@@ -11,7 +11,7 @@ MAX_POINTS = 600  # batch points per framework and run; more are thinned (the pl
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend, imported on first use (it takes ~0.5 s)."""
+    """matplotlib.pyplot on the Agg backend, imported on first use (it takes a while)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

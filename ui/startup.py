@@ -1,12 +1,12 @@
 """Start-up time: two pieces of work `import gradio` does for its own developers, skipped.
 
-Measured on a 2-core machine, gradio 6.31's import took ~5.5 s, of which:
-- ~3 s: its component metaclass calls `create_or_modify_pyi` for every component class: it reads
-  the class's source file and its .pyi stub, parses both with `ast`, and rewrites the stub when
-  they differ (into site-packages, at run time). The stubs only serve editors' type hints, and the
+Most of gradio's import time goes to two of them (the README's Speed section has the figures):
+- Its component metaclass calls `create_or_modify_pyi` for every component class: it reads the
+  class's source file and its .pyi stub, parses both with `ast`, and rewrites the stub when they
+  differ (into site-packages, at run time). The stubs only serve editors' type hints, and the
   wheel ships them; the events themselves are added before that call. Skipped.
-- ~0.3 s: each event listener's docstring (216 of them) is rendered as a jinja2 template whose only
-  placeholder is `{{ component }}`. Rendered with `str.replace` instead: the same text.
+- Each event listener's docstring is rendered as a jinja2 template whose only placeholder is
+  `{{ component }}`. Rendered with `str.replace` instead: the same text.
 `speed_up_gradio_import()`, called before gradio is first imported, applies both as the modules
 load; if gradio is already imported it changes nothing.
 

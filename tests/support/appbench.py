@@ -11,8 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from gradio_client import handle_file
-
 from support.launch import App, start_app
 from support.visitor import Visitor
 from trainer.augment import AugmentConfig
@@ -77,7 +75,7 @@ def predict_and_preview(visitor: Visitor, image_path: Path) -> None:
     """What a visitor does after training: three predictions with both models, one augmentation preview."""
     for _ in range(3):
         visitor.predict(image_path)
-    visitor.client.predict(handle_file(str(image_path)), 10, 0.8, 1.2, 0, 0, True, False, 1, api_name="/preview")
+    visitor.preview(image_path, AugmentConfig(shear_deg=10, zoom_min=0.8, zoom_max=1.2), seed=1)
 
 
 def first_chart_point(visitor: Visitor, dataset: str, timeout_s: float = 300) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 from gradio_client import Client, handle_file
 
 from classroom.jobs import ACTIVE
+from trainer.augment import AugmentConfig
 from trainer.config import TrainConfig
 
 SERVER_CHOSEN = ("data_dir", "out_dir", "device", "precision")  # the app decides these
@@ -53,6 +54,11 @@ class Visitor:
 
     def predict(self, *images: str | Path) -> list[dict]:
         return self.call([handle_file(str(image)) for image in images], api_name="/predict")
+
+    def preview(self, image: str | Path, augmentation: AugmentConfig | None = None, seed: int = 0) -> tuple:
+        """The Augment tab's answer (needs no workspace): both sides' samples, views and code."""
+        named = (augmentation or AugmentConfig()).to_dict()
+        return self.client.predict(handle_file(str(image)), named, seed, api_name="/preview")
 
     def wait(self, condition: Callable[[dict], bool] = lambda s: s["status"] not in ACTIVE,
              timeout_s: float = 600, every_s: float = 0.3) -> dict:
