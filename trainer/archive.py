@@ -27,6 +27,11 @@ MAX_TOTAL_BYTES = 1 * 2**30  # everything it unpacks to
 MAX_ENTRIES = 10_000  # files and folders (each costs a disk block, whatever its size)
 MAX_DEPTH = 8  # path parts of an entry: wrapper/train/class/sub/file fits, a nested bomb does not
 CHUNK = 2**20
+BLOCK = 4096  # a file takes at least this much disk, whatever its size: budgets count it so
+
+
+def disk_bytes(size: int) -> int:
+    return max(BLOCK, -(-size // BLOCK) * BLOCK)
 
 
 @dataclass
@@ -61,7 +66,7 @@ def extract_zip(zip_path: str | Path, dest_parent: str | Path | None = None,
         problems = shape_problems(infos, name)
         if problems:
             raise DataError(problems)
-        total = sum(info.file_size for info in infos)
+        total = sum(disk_bytes(info.file_size) for info in infos if not refuse_reason(info))
         if total > max_total_bytes:
             raise DataError([f"{name}: unpacks to {megabytes(total)}, more than the "
                              f"{megabytes(max_total_bytes)} allowed"])
@@ -86,7 +91,7 @@ def unpack(archive: zipfile.ZipFile, infos: list, root: Path, max_total_bytes: i
         if root.resolve() not in target.resolve().parents:
             raise DataError([f"{name}: entry {info.filename!r} leads outside the folder"])
         try:
-            left -= copy_entry(archive, info, target, left)
+            left -= disk_bytes(copy_entry(archive, info, target, left))
         except Exception as error:  # noqa: BLE001 - one entry the zip cannot give: refuse the zip
             raise DataError([f"{name}: entry {info.filename!r} {why_unreadable(error)}"]) from None
         if left < 0:  # headers can lie: the bytes really written count
