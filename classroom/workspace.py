@@ -189,6 +189,13 @@ class Workspace:
         person = self.home.people.budgets.disk_bytes - self.home.person_bytes(self.person)
         return own, person, self.limits.total_bytes - self.home.total_bytes()
 
+    def tightest_limit(self) -> str:
+        """Which limit leaves this workspace the least, and what to do about it."""
+        left = self._free_by_limit(self.used_bytes())
+        return ["what is left of your workspace's quota: delete an upload first",
+                "what is left of the disk for your address (or account): delete uploads you no longer need",
+                "what is left of the server's disk for visitors: try again later"][left.index(min(left))]
+
     def require_free(self, needed: int, what: str) -> None:
         """Raise QuotaExceeded unless `needed` more bytes fit, saying which limit stops it."""
         own, *others = self._free_by_limit(self.used_bytes())

@@ -222,3 +222,37 @@ def test_look_alike_class_folders_are_refused_in_a_folder_too(tmp_path):
     root = make_dataset(tmp_path / "d", per_class=(3, 2), classes=("Alien", "alien"))
     with pytest.raises(DataError, match="'Alien' and 'alien' differ only in letter case"):
         data.discover(root)
+
+
+# ---------------------------------------------------------------- against a live app
+
+@pytest.mark.slow
+def test_a_spoofed_forwarded_header_buys_no_budget_from_a_live_app(tmp_path):
+    """Behind one trusted proxy, what a client writes into x-forwarded-for before the proxy's own entry
+    changes nothing: the hourly budget of new workspaces is the address's, whatever it claims."""
+    from gradio_client import Client
+
+    from support.launch import start_app
+    app = start_app(tmp_path / "reference", tmp_path / "workspaces", log=tmp_path / "app.log",
+                    env={"AVP_TRUSTED_PROXIES": "1", "AVP_PERSON_WORKSPACES_PER_HOUR": "3"})
+    try:
+        def workspace(forwarded):
+            return Client(app.url, verbose=False, headers={"x-forwarded-for": forwarded}).predict(
+                "", api_name="/workspace")
+        for claimed in range(3):
+            workspace(f"10.9.9.{claimed}, 203.0.113.9")
+        with pytest.raises(Exception, match="new workspaces an hour is the most one address"):
+            workspace("10.9.9.99, 203.0.113.9")
+        assert len(workspace("203.0.113.10")) == 32  # another address (as the proxy saw it) has its own
+    finally:
+        app.stop()
+
+
+@pytest.mark.slow
+def test_a_hostile_client_cannot_take_the_app_from_a_class(capsys):
+    """The abuse test (tests/abuse.py) at a size that fits the suite."""
+    import abuse
+    assert abuse.main(["--students", "3", "--minutes", "8", "--poll-seconds", "10"]) == 0, capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "runs completed 3/3, lost 0" in report and "failed requests: 0" in report
+    assert "hostile bombs accepted: []" in report and "would take about" in report

@@ -106,7 +106,12 @@ def unpack(space: Workspace, zip_path: Path) -> tuple[Path, str]:
     budget = min(archive.MAX_TOTAL_BYTES, space.free_bytes())
     # Entries cost a disk block each at least: the budget in bytes bounds how many there can be too.
     entries = max(1, min(archive.MAX_ENTRIES, budget // BLOCK))
-    extracted = archive.extract_zip(zip_path, incoming, max_total_bytes=budget, max_entries=entries)
+    try:
+        extracted = archive.extract_zip(zip_path, incoming, max_total_bytes=budget, max_entries=entries)
+    except data.DataError as error:
+        if budget < archive.MAX_TOTAL_BYTES and any("allowed" in p for p in error.problems):
+            raise data.DataError([*error.problems, space.tightest_limit()]) from None
+        raise
     folder = space.upload_folder(zip_path.name)
     extracted.root.replace(folder)
     skipped = "".join(f"\n- skipped zip entry {text.md(entry, 80)}: {text.md(why)}"
