@@ -1,9 +1,9 @@
 """Transfer learning, Keras vs. PyTorch: the app. Run `python app.py` (or `./dev app`).
 
-Three tabs: Augment (the same augmentations in both frameworks), Train (fine-tune a frozen ImageNet
-ResNet-50 in either or both, live), Predict (both models side by side). This file only lays out the
-tabs; each lives in ui/, and everything they do is in the trainer package. Importing this module
-loads neither TensorFlow nor torch: they load when first needed.
+Four tabs: Augment (the same augmentations in both frameworks), Train (fine-tune a frozen ImageNet
+ResNet-50 in either or both, live), Code (the run's code in both, side by side), Predict (both models
+side by side). This file only lays out the tabs; each lives in ui/, and everything they do is in the
+trainer package. Importing this module loads neither TensorFlow nor torch: they load when first needed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ speed_up_gradio_import()  # before gradio is first imported: see ui/startup.py
 
 import gradio as gr  # noqa: E402
 
-from ui import augment_tab, predict_tab, shared, train  # noqa: E402
+from ui import augment_tab, code_tab, predict_tab, shared, train  # noqa: E402
 
 INTRO = """# Alien vs. Predator: transfer learning in Keras and PyTorch
 An ImageNet **ResNet-50** with its convolutional layers frozen and a new dense head, fine-tuned on a
@@ -32,8 +32,11 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Tab("Augment"):
             augment_controls, augment_load = augment_tab.build()
+        train_settings: dict = {}  # the Train tab's widgets by name: the Code tab follows them
         with gr.Tab("Train"):
-            train_loads = train.build(browser, augment_controls)
+            train_loads = train.build(browser, augment_controls, train_settings)
+        with gr.Tab("Code") as code:
+            code_tab.build(train_settings, code)
         with gr.Tab("Predict") as predict:
             predict_loads = predict_tab.build(predict, browser)
         demo.load(**augment_load, api_visibility="private")

@@ -187,7 +187,7 @@ def test_model_cards_load_no_model_and_the_predict_tab_loads_them(tiny_config, v
     while "pytorch" not in predictor.loaded:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    (shared.MODELS_DIR / "pytorch" / "model.pt").write_bytes(b"not a model")
+    (shared.MODELS_DIR / "pytorch" / "model.safetensors").write_bytes(b"not a model")
     (shared.MODELS_DIR / "pytorch" / "metadata.json").touch()
     with pytest.raises(gr.Error, match="reference models could not be loaded"):
         predict_tab.predict_files(visitor, [str(ROOT / "assets" / "test_card.png")])

@@ -120,6 +120,20 @@ def test_save_then_load_gives_the_same_probabilities(framework, tiny_config, arr
     np.testing.assert_allclose(module.predict_proba(loaded, arrays.x_val), before, atol=1e-5)
 
 
+def test_a_pytorch_model_saved_before_safetensors_still_predicts(tiny_config, arrays, tmp_path):
+    """Reference models saved as model.pt (a state_dict) by earlier versions are found and loaded."""
+    import torch
+    module = backend("pytorch")
+    model, _ = module.build_model(2, tiny_config)
+    before = module.predict_proba(model, arrays.x_val)
+    folder = module.save(model, tmp_path / "models", {"classes": ["bright", "dark"], "config": tiny_config.to_dict()})
+    (folder / store.model_file("pytorch")).unlink()
+    torch.save(model.state_dict(), folder / "model.pt")
+    assert store.find_models(tmp_path / "models") == {"pytorch": folder}
+    loaded, _ = module.load(folder)
+    np.testing.assert_allclose(module.predict_proba(loaded, arrays.x_val), before, atol=1e-5)
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_a_failed_save_keeps_the_previous_model(framework, tiny_config, tmp_path):
     module = backend(framework)

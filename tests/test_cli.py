@@ -65,7 +65,7 @@ def test_train_both_then_predict_json(dataset, tmp_path):
     metadata = json.loads((models / "keras" / "metadata.json").read_text())
     assert metadata["pretrained"] is False and metadata["classes"] == ["bright", "dark"]
     assert len(metadata["history"]) == 1 and "tensorflow" in metadata["versions"]
-    assert (models / "pytorch" / "model.pt").is_file()
+    assert (models / "pytorch" / "model.safetensors").is_file()
 
     image = dataset / "validation" / "dark" / "0.jpg"
     (tmp_path / "fake.jpg").write_text("<html>not an image</html>")

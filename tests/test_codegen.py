@@ -85,7 +85,11 @@ def test_downloaded_model_predicts_as_the_app_does(framework, trained_models, tm
     folder = tmp_path / "home"
     zipfile.ZipFile(archive).extractall(folder)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["metadata.json", f"predict_{framework}.py", "model.keras" if framework == "keras" else "model.pt"])
+        ["README.md", "metadata.json", f"predict_{framework}.py",
+         "model.keras" if framework == "keras" else "model.safetensors"])
+    card = (folder / "README.md").read_text()
+    assert card.startswith(f"---\nlibrary_name: \"{framework}\"\n") and "\ndatasets:\n- \"data\"\n" in card
+    assert "Validation accuracy:** " in card and "random initialisation" in card and str(data) not in card
     assert str(data) not in (folder / "metadata.json").read_text()
     assert str(models) not in (folder / "metadata.json").read_text()
     images = sorted(str(p) for p in (data / "validation").rglob("*.jpg"))[:4]

@@ -207,7 +207,7 @@ def test_downloads_come_only_from_the_reference_folder_or_the_visitors_own(tmp_p
     assert predict_tab.download_model(None, "reference/keras") == archive  # packed once per saved model
     assert len(list((tmp_path / "cache").rglob("*"))) == 2  # its folder and the zip: nothing half-written
     with zipfile.ZipFile(archive) as opened:
-        assert sorted(opened.namelist()) == ["metadata.json", "model.keras", "predict_keras.py"]
+        assert sorted(opened.namelist()) == ["README.md", "metadata.json", "model.keras", "predict_keras.py"]
         assert "/srv" not in opened.read("metadata.json").decode()
     for refused in ("yours/keras", "reference/pytorch", "../keras", "reference/../../etc", None):
         with pytest.raises(gr.Error):

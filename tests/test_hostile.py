@@ -253,7 +253,8 @@ def test_killed_run_is_reported_and_saved_models_survive(tmp_path):
         time.sleep(0.1)
     view = jobs.view(space)
     assert view.status == "failed" and "ended unexpectedly" in view.error
-    assert (saved / "model.pt").read_bytes() == b"old model" and store.read_metadata(saved) == {"n": 1}
+    assert (saved / store.model_file("pytorch")).read_bytes() == b"old model"
+    assert store.read_metadata(saved) == {"n": 1}
     assert not list(space.models.glob(".staging-*"))
     restarted = Jobs(jobs.workspaces, tmp_path / "state", warm=0)  # a restart finds the run and its outcome
     assert restarted.view(space).run_id == view.run_id and restarted.view(space).status == "failed"

@@ -38,12 +38,32 @@ def keras_layer_source() -> str:
     return source[source.index('"""', 3) + 3:].strip() + "\n"
 
 
+def keras_layer_call(aug: AugmentConfig, seed: str = "") -> str:
+    """The RandomAffine(...) call that builds the trainer's Keras augmentation layer for `aug`."""
+    shift = f"translate={_number(aug.shift)}, " if aug.shift else ""
+    return (f"RandomAffine(degrees={_number(aug.rotation_deg)}, {shift}"
+            f"scale=({_number(aug.zoom_min)}, {_number(aug.zoom_max)}), shear={_number(aug.shear_deg)}, "
+            f"hflip={aug.hflip}, vflip={aug.vflip}{f', seed={seed}' if seed else ''})")
+
+
+def torch_augment_steps(aug: AugmentConfig) -> list[str]:
+    """The torchvision v2 transforms of the trainer's PyTorch augmentation for `aug`, one per item."""
+    steps = []
+    if aug.hflip:
+        steps.append("v2.RandomHorizontalFlip()")
+    if aug.vflip:
+        steps.append("v2.RandomVerticalFlip()")
+    shift = f"translate=({_number(aug.shift)}, {_number(aug.shift)}), " if aug.shift else ""
+    steps.append(f"v2.RandomAffine(degrees={_number(aug.rotation_deg)}, {shift}"
+                 f"scale=({_number(aug.zoom_min)}, {_number(aug.zoom_max)}), "
+                 f"shear=({_number(-aug.shear_deg)}, {_number(aug.shear_deg)}), "
+                 "interpolation=v2.InterpolationMode.BILINEAR)")
+    return steps
+
+
 def keras_code(aug: AugmentConfig, size: int = 224, count: int = 8) -> str:
     if aug.enabled:
-        shift = f"translate={_number(aug.shift)}, " if aug.shift else ""
-        layer = (f"RandomAffine(degrees={_number(aug.rotation_deg)}, {shift}"
-                 f"scale=({_number(aug.zoom_min)}, {_number(aug.zoom_max)}), shear={_number(aug.shear_deg)}, "
-                 f"hflip={aug.hflip}, vflip={aug.vflip})")
+        layer = keras_layer_call(aug)
         header = f"""# One resampling per image: flips, rotation, shift, zoom and shear composed into one matrix,
 # drawn as torchvision's RandomAffine draws them (this project's trainer/keras_affine.py).
 # Keras 3's stock RandomFlip / RandomZoom / RandomShear layers would resample once each.
@@ -65,17 +85,7 @@ print(inputs.shape)
 
 
 def torch_code(aug: AugmentConfig, size: int = 224, count: int = 8) -> str:
-    steps = []
-    if aug.hflip:
-        steps.append("v2.RandomHorizontalFlip()")
-    if aug.vflip:
-        steps.append("v2.RandomVerticalFlip()")
-    shift = f"translate=({_number(aug.shift)}, {_number(aug.shift)}), " if aug.shift else ""
-    steps.append(f"v2.RandomAffine(degrees={_number(aug.rotation_deg)}, {shift}"
-                 f"scale=({_number(aug.zoom_min)}, {_number(aug.zoom_max)}), "
-                 f"shear=({_number(-aug.shear_deg)}, {_number(aug.shear_deg)}), "
-                 "interpolation=v2.InterpolationMode.BILINEAR)")
-    body = _body(steps if aug.enabled else ["v2.Identity()"])
+    body = _body(torch_augment_steps(aug) if aug.enabled else ["v2.Identity()"])
     mean = ", ".join(map(str, IMAGENET_MEAN))
     std = ", ".join(map(str, IMAGENET_STD))
     return f'''import torch
@@ -168,11 +178,12 @@ def _torch_predict(head_units: int, bfloat16: bool) -> str:
 if __name__ == "__main__":
     import torch
     import torchvision
+    from safetensors.torch import load_file
     from torch import nn
 
     model = torchvision.models.resnet50(weights=None)
     model.fc = nn.Sequential(nn.Linear(2048, {head_units}), nn.ReLU(), nn.Linear({head_units}, len(CLASSES)))
-    model.load_state_dict(torch.load("model.pt", map_location="cpu", weights_only=True))
+    model.load_state_dict(load_file("model.safetensors"))  # tensors only: loading runs no code
     model = model.eval().to(memory_format=torch.channels_last)
     head, model.fc = model.fc, nn.Identity()
     images = torch.from_numpy(np.stack([load_image(path) for path in sys.argv[1:]])).permute(0, 3, 1, 2)

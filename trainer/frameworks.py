@@ -30,6 +30,7 @@ class Framework:
     colour_pale: str  # its previous run
     backend_module: str  # trainer.<backend_module> implements trainer/backend.py's Backend
     model_file: str  # the saved model's file name in `<models>/<name>/`
+    legacy_model_files: tuple[str, ...]  # older formats its backend still loads
     weights_url: str  # the ImageNet ResNet-50 weights its standard loader downloads
     weights_cache: str  # where that loader looks first: "torch" ($TORCH_HOME/hub/checkpoints) or "keras"
     preprocessing: str  # in words, saved in metadata.json
@@ -39,7 +40,7 @@ class Framework:
 REGISTRY: dict[str, Framework] = {f.name: f for f in (
     Framework(
         name="keras", display="Keras", colour="#d00000", colour_dark="#7a0000", colour_pale="#f4a3a3",
-        backend_module="keras_backend", model_file="model.keras",
+        backend_module="keras_backend", model_file="model.keras", legacy_model_files=(),
         weights_url=("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
                      "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
         weights_cache="keras",
@@ -48,7 +49,8 @@ REGISTRY: dict[str, Framework] = {f.name: f for f in (
                     "libraries (install tensorflow[and-cuda], as requirements.txt does)")),
     Framework(
         name="pytorch", display="PyTorch", colour="#ee8c00", colour_dark="#8a5200", colour_pale="#f8cf94",
-        backend_module="torch_backend", model_file="model.pt",
+        backend_module="torch_backend", model_file="model.safetensors",
+        legacy_model_files=("model.pt",),  # a state_dict saved with torch.save (loaded weights_only)
         weights_url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
         weights_cache="torch",
         preprocessing="0-1 scaling, then Normalize(ImageNet mean, std)",

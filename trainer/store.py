@@ -1,7 +1,7 @@
 """Saved models on disk: one folder per framework, written atomically, found again after a restart.
 
 Layout of a models folder: `<models>/keras/{model.keras, metadata.json}` and
-`<models>/pytorch/{model.pt, metadata.json}`. A save writes a fresh staging folder and then swaps it
+`<models>/pytorch/{model.safetensors, metadata.json}`. A save writes a fresh staging folder and then swaps it
 in with two renames, so a crash leaves either the old model or the new one, never half of one
 (`recover` finishes an interrupted swap). No framework import.
 """
@@ -23,6 +23,16 @@ METADATA = "metadata.json"
 def model_file(framework: str) -> str:
     """The saved model's file name, e.g. model.keras (trainer/frameworks.py)."""
     return frameworks.get(framework).model_file
+
+
+def saved_file(folder: str | Path, framework: str) -> Path | None:
+    """The model file in a saved model's folder: today's format, or an older one the backend still
+    loads (trainer/frameworks.py legacy_model_files); None when there is none."""
+    record = frameworks.get(framework)
+    for name in (record.model_file, *record.legacy_model_files):
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
 
 
 def model_dir(models: str | Path, framework: str) -> Path:
@@ -67,7 +77,7 @@ def find_models(models: str | Path) -> dict[str, Path]:
     found = {}
     for framework in frameworks.NAMES:
         folder = model_dir(models, framework)
-        if (folder / model_file(framework)).is_file() and (folder / METADATA).is_file():
+        if saved_file(folder, framework) is not None and (folder / METADATA).is_file():
             found[framework] = folder
     return found
 

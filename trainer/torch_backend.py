@@ -342,19 +342,31 @@ def parameter_counts(model: nn.Module) -> dict:
 # ---------------------------------------------------------------- save and load
 
 def save(model: nn.Module, models_dir: str | Path, metadata: dict) -> Path:
-    """state_dict + metadata.json under `<models_dir>/pytorch`, atomically."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return store.save_atomically(models_dir, FRAMEWORK, lambda path: torch.save(state, path), metadata)
+    """The weights as safetensors (tensors only: loading runs no code) + metadata.json under
+    `<models_dir>/pytorch`, atomically."""
+    from safetensors.torch import save_file
+    # contiguous: the model is channels_last, and safetensors stores plain row-major tensors
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return store.save_atomically(models_dir, FRAMEWORK, lambda path: save_file(state, str(path)), metadata)
 
 
 def load(folder: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild the model from metadata.json and load its weights (weights_only: no pickle code)."""
+    """Rebuild the model from metadata.json and load its weights: model.safetensors, or the
+    model.pt state_dict older versions saved (weights_only: no pickle code runs)."""
+    from safetensors.torch import load_file
     metadata = store.read_metadata(folder)
     config = TrainConfig.from_dict(metadata["config"]).with_changes(weights="none")
     model, _ = build_model(len(metadata["classes"]), config)
-    state = torch.load(Path(folder) / store.model_file(FRAMEWORK), map_location="cpu", weights_only=True)
+    path = store.saved_file(folder, FRAMEWORK)
+    if path is None:
+        raise FileNotFoundError(f"no saved {FRAMEWORK} model in {Path(folder).name}")
+    if path.suffix == ".safetensors":
+        state = load_file(path)
+    else:  # model.pt, a torch.save'd state_dict (before safetensors)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval(), metadata
+
 
 
 def versions() -> dict:

@@ -10,7 +10,7 @@ import gradio as gr
 
 from classroom.people import OverBudget, person_of
 from classroom.workspace import BLOCK, INCOMING, QuotaExceeded, Workspace
-from trainer import archive, data, weights
+from trainer import archive, data, frameworks, weights
 from ui import shared, text
 from ui.train.progress import for_page
 from ui.train.run import page_workspace
@@ -144,7 +144,7 @@ def fetch_avp(progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's w
 def weights_text(choice: str = "imagenet") -> str:
     if choice == "none":
         return "Weights: **none**: the backbone starts from random values (for comparison)."
-    states = {fw: weights.status(fw) for fw in ("keras", "pytorch")}
+    states = {fw: weights.status(fw) for fw in frameworks.NAMES}
     worst = "unavailable" if "unavailable" in states.values() else (
         "downloadable" if "downloadable" in states.values() else "cached")
     detail = ", ".join(f"{fw}: {state}" for fw, state in states.items())

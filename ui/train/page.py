@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from trainer import frameworks
 from trainer.config import HELP, TrainConfig
 from ui.train import api, datasets, progress, run
 from ui.train.run import RANGES
@@ -28,9 +29,10 @@ def settings_form(d: TrainConfig) -> dict[str, gr.components.Component]:
                                 info=HELP["head_units"], elem_id="head-units"),
         "limit": gr.Number(d.limit, precision=0, minimum=0, label="Limit images per split",
                            info=HELP["limit"]),
-        "augment.enabled": gr.Checkbox(True, label="Augmentation (settings of the Augment tab)"),
+        "augment.enabled": gr.Checkbox(True, label="Augmentation (settings of the Augment tab)", elem_id="augment"),
         "feature_cache": gr.Checkbox(False, label="Fast mode: feature cache", info=HELP["feature_cache"]),
-        "unfreeze": gr.Slider(*RANGES["unfreeze"], 0, step=1, label="Unfreeze last stages", info=HELP["unfreeze"]),
+        "unfreeze": gr.Slider(*RANGES["unfreeze"], 0, step=1, label="Unfreeze last stages", info=HELP["unfreeze"],
+                              elem_id="unfreeze"),
         "weights": gr.Radio(["imagenet", "none"], value="imagenet", label="Weights",
                             info="imagenet (downloaded once) or none (random initialisation)",
                             elem_id="weights"),
@@ -44,9 +46,11 @@ def settings_form(d: TrainConfig) -> dict[str, gr.components.Component]:
     return form
 
 
-def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Component]) -> list:
-    """Build the tab; return its load events (fn, inputs, outputs). Start, the run's progress and its
-    chart come first, so that on a phone they fill the first screen; settings and results follow."""
+def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Component],
+          settings_out: dict | None = None) -> list:
+    """Build the tab; return its load events (fn, inputs, outputs); its settings widgets by name go
+    into `settings_out` (the Code tab follows them). Start, the run's progress and its chart come
+    first, so that on a phone they fill the first screen; settings and results follow."""
     d = TrainConfig(data_dir="")
     with gr.Row():
         start_button = gr.Button("Start", variant="primary", min_width=120)
@@ -64,7 +68,7 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
     queue_md = gr.Markdown(elem_id="train-queue")
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            framework = gr.Radio(["keras", "pytorch", "both"], value="both", label="Framework",
+            framework = gr.Radio([*frameworks.NAMES, "both"], value="both", label="Framework",
                                  info=HELP["framework"], elem_id="framework")
             dataset = gr.Dropdown([], label="Data set", info="the server's data sets and your own uploads",
                                   elem_id="dataset")
@@ -94,6 +98,8 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
     settings = {"framework": framework, "dataset": dataset, **form,
                 **{f"augment.{name}": c for name, c in augment_controls.items()}}
     restorable = list(settings.values())
+    if settings_out is not None:
+        settings_out.update(settings)
     view = {"seen": seen, "progress": progress_md, "queue": queue_md, "chart": chart, "accuracy": accuracy,
             "log": log, "results": results_md, "confusion": confusion, "mistakes": mistakes,
             "disagreements": disagreements, "disagree_box": disagree_box, "stop": stop_button}  # by poll's names
