@@ -223,7 +223,7 @@ def run(args) -> int:
         person_gb = args.person_disk_gb or round(0.15 * max(args.students, 2), 2)
         total_gb = 2.5 * person_gb
         env = {"AVP_PERSON_RUNS": str(max(args.students, 2)), "AVP_PERSON_DISK_GB": str(person_gb),
-               "AVP_WORKSPACES_TOTAL_GB": str(total_gb)}
+               "AVP_WORKSPACES_TOTAL_GB": str(total_gb), "AVP_MAX_RUN_MINUTES": str(args.max_run_minutes)}
         app = start_app(base / "reference", base / "workspaces", data_dir=base / "data", log=base / "app.log",
                         env=env)
         try:
@@ -271,6 +271,9 @@ def main(argv=None) -> int:
     parser.add_argument("--poll-seconds", type=float, default=20, help="how long the status-poll flood lasts")
     parser.add_argument("--person-disk-gb", type=float, default=0,
                         help="AVP_PERSON_DISK_GB of the app (default: 0.15 GB a student; all visitors 2.5x that)")
+    parser.add_argument("--max-run-minutes", type=float, default=2,
+                        help="AVP_MAX_RUN_MINUTES of the app (sized to the small generated data set: the maximal run "
+                             "on it is estimated at ~10 minutes, and a student's run at seconds)")
     parser.add_argument("--hostile-client", help=argparse.SUPPRESS)  # the hostile process: the app's URL
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
