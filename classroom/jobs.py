@@ -2,11 +2,18 @@
 in its own process (classroom/worker.py), and every visitor sees and acts on their own run only.
 
     jobs = Jobs(workspaces, state_dir, max_runs=1)
-    jobs.submit(space, config)   # queue a run; Busy if this workspace already has one waiting or going
+    jobs.submit(space, config, person, units)  # queue a run; Busy, QueueFull, OverBudget, TooLong say why not
     jobs.view(space)             # its newest run: status, events, place in the queue, estimated start
     jobs.cancel(space)           # its own run: leaves the queue, or stops after the current batch
     jobs.schedule()              # start waiting runs while a slot is free (the app calls it every second)
     jobs.overview()              # what anybody may know: how many runs train and how many wait
+
+Places are fair between persons (classroom/people.py): a person has at most `Budgets.runs` runs
+waiting or training, and the next run to start is the oldest of the person whose last run started
+longest ago (round robin), so one person's dozen runs do not keep a class waiting. A run costs
+`units` (classroom/cost.py), estimated before it is queued; one estimated past the server's cap
+(`AVP_MAX_RUN_MINUTES`) is refused, and one still training at the cap is told its time is up: it
+ends after its current batch like a finished run, saving what it has trained.
 
 Runs live in their workspace (`<workspace>/runs/<id>/`, classroom/runs.py). The
 queue and the running runs are kept in `<state_dir>/queue.json`, written atomically, so a restarted
@@ -19,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,17 +35,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from classroom import runs
+from classroom import cost, runs
+from classroom.people import LOCAL, OverBudget
 from classroom.pool import WarmPool, worker_env
 from classroom.runs import append_event, latest, read_events, run_error, run_status, runs_of, worker_alive
-from classroom.workspace import Workspace, Workspaces
+from classroom.workspace import Workspace, Workspaces, remove_tree
 from trainer.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_GRACE_S = 120  # a run that has not stopped this long after Stop is killed
 KEEP_RUNS = 5  # finished runs kept per workspace (the newest)
-DEFAULT_UNIT_S = 60.0  # seconds per framework-epoch assumed before any run has finished
-START_UP_S = 10.0  # a worker's start-up: imports, decoding
 ACTIVE = ("queued", "starting", "running", "stopping")  # statuses of a run still waiting or going
 
 
@@ -51,16 +56,22 @@ class QueueFull(RuntimeError):
     """Too many runs are waiting."""
 
 
+class TooLong(ValueError):
+    """A run estimated to take longer than the server lets one run take."""
+
+
 @dataclass
 class Entry:
     """A run in the queue or in training."""
     workspace: str
     run: str
-    units: int  # framework-epochs, for estimates
+    units: float  # its cost in image units (classroom/cost.py), for estimates
     queued_at: float
     started_at: float | None = None
     pid: int | None = None
     handed: int = 0  # times handed to a worker that ended before beginning it (a retiring warm one)
+    person: str = LOCAL  # who queued it (classroom/people.py)
+    time_up: bool = False  # told that the server's time for it is over
 
     @property
     def key(self) -> tuple[str, str]:
@@ -90,13 +101,17 @@ def default_max_runs() -> int:
 class Jobs:
     def __init__(self, workspaces: Workspaces, state_dir: str | Path, max_runs: int | None = None,
                  max_waiting: int | None = None, command: tuple[str, ...] = (sys.executable, "-m", "classroom.worker"),
-                 warm: int | None = None):
+                 warm: int | None = None, max_run_s: float | None = None):
         self.workspaces = workspaces
         self.state_file = Path(state_dir) / "queue.json"
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.max_runs = max_runs or default_max_runs()
         self.max_waiting = max_waiting or int(os.environ.get("AVP_MAX_QUEUE", 100))
         self.command = command  # the worker program; it is given the run folder
+        self.max_run_s = max_run_s or cost.max_run_s()
+        self.starts: dict[str, int] = {}  # person -> when their last run started (a counter): round robin
+        self.started_count = 0
+        workspaces.in_use = self.in_use  # the workspaces' sweep and eviction keep what a run needs
         self.lock = threading.RLock()
         # Warm workers (frameworks imported, waiting for a run): as many as runs may train at once.
         count = self.max_runs if warm is None else warm
@@ -110,13 +125,13 @@ class Jobs:
         try:
             state = json.loads(self.state_file.read_text())
             return ([Entry(**e) for e in state["waiting"]], [Entry(**e) for e in state["running"]],
-                    [float(s) for s in state.get("unit_seconds", [])])
+                    [float(s) for s in state.get("unit_cost_seconds", [])])
         except (OSError, ValueError, KeyError, TypeError):
             return [], [], []
 
     def _save(self) -> None:
         state = {"waiting": [asdict(e) for e in self.waiting], "running": [asdict(e) for e in self.running],
-                 "unit_seconds": self.unit_seconds[-20:]}
+                 "unit_cost_seconds": self.unit_seconds[-20:]}
         temporary = self.state_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(state))
         os.replace(temporary, self.state_file)
@@ -126,22 +141,43 @@ class Jobs:
 
     # ------------------------------------------------------------ a visitor's actions
 
-    def submit(self, space: Workspace, config: TrainConfig) -> str:
-        """Queue a run of `config` for `space`; return its id."""
-        config.validate()
+    def check(self, space: Workspace, person: str | None = None) -> None:
+        """Refuse at once, before anything is decoded or measured, a run that could not be queued
+        now: Busy (this workspace has one), QueueFull, OverBudget (this person has their runs)."""
+        person = space.person if person is None else person
         with self.lock:
-            self.schedule()  # a run that has just finished must not count as still going
             if self._entry_of(space.id):
                 raise Busy("you already have a run waiting or training: stop it first, or wait for it to end")
             if len(self.waiting) >= self.max_waiting:
                 raise QueueFull(f"the training queue is full ({len(self.waiting)} runs waiting): "
                                 "try again in a few minutes")
+            mine = sum(e.person == person for e in self.running + self.waiting)
+            cap = self.workspaces.people.budgets.runs
+            if mine >= cap:
+                raise OverBudget(f"{mine} runs from your address (or account) are waiting or training, the "
+                                 f"most one address may have at once ({cap}): wait until one of them ends")
+
+    def check_cost(self, config: TrainConfig, units: float, train_images: int) -> float:
+        """The run's estimated seconds; TooLong, with the numbers, past the server's cap."""
+        seconds = self.estimate_units_s(units)
+        if seconds > self.max_run_s:
+            raise TooLong(cost.over_cap_message(config, train_images, seconds, self.max_run_s))
+        return seconds
+
+    def submit(self, space: Workspace, config: TrainConfig, person: str | None = None,
+               units: float | None = None) -> str:
+        """Queue a run of `config` for `space` (made by `person`, costing `units`); return its id."""
+        config.validate()
+        person = space.person if person is None else person
+        units = len(config.frameworks) * config.epochs * 100.0 if units is None else units
+        with self.lock:
+            self.schedule()  # a run that has just finished must not count as still going
+            self.check(space, person)
             self._forget_old_runs(space)
             run_id = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             run = space.runs / run_id
             runs.create(run, config)
-            units = len(config.frameworks) * config.epochs
-            self.waiting.append(Entry(space.id, run_id, units, time.time()))
+            self.waiting.append(Entry(space.id, run_id, units, time.time(), person=person))
             self._save()
             self.schedule()
             return run_id
@@ -178,7 +214,7 @@ class Jobs:
 
     def _forget_old_runs(self, space: Workspace) -> None:
         for run in runs_of(space)[:-(KEEP_RUNS - 1)]:
-            shutil.rmtree(run, ignore_errors=True)
+            remove_tree(run)
 
     # ------------------------------------------------------------ the scheduler
 
@@ -197,9 +233,17 @@ class Jobs:
                         self.waiting.insert(0, entry)
                     else:
                         self._record_duration(entry)
+                        self._measure(entry)
                     changed = True
+                elif self._past_cap(entry):
+                    entry.time_up = changed = True
+                    runs.request_time_up(self.run_dir(entry))
+                    threading.Thread(target=self._kill_if_stuck, args=(entry,), daemon=True).start()
             while self.waiting and len(self.running) < self.max_runs:
-                entry = self.waiting.pop(0)
+                entry = self._order()[0]
+                self.waiting.remove(entry)
+                self.started_count += 1
+                self.starts[entry.person] = self.started_count
                 changed = True
                 if not self.run_dir(entry).is_dir():  # its workspace was removed meanwhile
                     continue
@@ -214,6 +258,28 @@ class Jobs:
                 self._save()
             if self.pool:
                 self.pool.fill()
+
+    def _order(self) -> list[Entry]:
+        """The waiting runs in the order they will start: round robin over persons, the person whose
+        last run started longest ago (or never) first; each person's own runs first come first."""
+        queues: dict[str, list[Entry]] = {}
+        for entry in self.waiting:
+            queues.setdefault(entry.person, []).append(entry)
+        persons = sorted(queues, key=lambda p: self.starts.get(p, 0))  # stable: first queued first
+        order = []
+        for rank in range(max((len(q) for q in queues.values()), default=0)):
+            order += [queues[p][rank] for p in persons if rank < len(queues[p])]
+        return order
+
+    def _past_cap(self, entry: Entry) -> bool:
+        return (not entry.time_up and entry.started_at is not None
+                and time.time() - entry.started_at > self.max_run_s)
+
+    def _measure(self, entry: Entry) -> None:
+        """A finished run's workspace is measured again (its models and events), for the totals."""
+        space = self.workspaces.open(entry.workspace)
+        if space is not None:
+            space.used_bytes()
 
     def _launch(self, entry: Entry) -> None:
         """Hand the run to a warm worker, or start a worker of its own when none is ready."""
@@ -237,8 +303,10 @@ class Jobs:
 
     def _record_duration(self, entry: Entry) -> None:
         events = read_events(self.run_dir(entry))
-        if entry.started_at and any(e.get("status") == "done" for e in events if e["type"] == "finished"):
-            self.unit_seconds.append((time.time() - entry.started_at) / max(1, entry.units))
+        finished = latest(events, "finished")
+        if entry.started_at and finished.get("status") == "done" and not finished.get("time_up"):
+            seconds = time.time() - entry.started_at - cost.START_UP_S
+            self.unit_seconds.append(max(seconds, 0.1) / max(1.0, entry.units))
 
     def _never_began(self, entry: Entry) -> bool:
         """A run handed to a worker that ended without beginning it: it goes back to the queue's
@@ -260,11 +328,18 @@ class Jobs:
 
     # ------------------------------------------------------------ what the pages show
 
-    def estimate_s(self, entry: Entry) -> float:
-        """Expected seconds a run takes, from the runs finished lately (per framework-epoch)."""
+    def unit_s(self) -> float:
+        """Seconds per image unit on this server: the median of the runs finished lately, else a
+        default for this machine's kind (classroom/cost.py)."""
         recent = sorted(self.unit_seconds[-20:])
-        unit = recent[len(recent) // 2] if recent else DEFAULT_UNIT_S
-        return START_UP_S + unit * entry.units
+        return recent[len(recent) // 2] if recent else cost.DEFAULT_UNIT_S[cost.device_kind()]
+
+    def estimate_units_s(self, units: float) -> float:
+        return cost.estimate_s(units, self.unit_s())
+
+    def estimate_s(self, entry: Entry) -> float:
+        """Expected seconds a run takes (never past the cap: there it is stopped)."""
+        return min(self.estimate_units_s(entry.units), self.max_run_s)
 
     def _starts_in(self, now: float) -> dict[tuple[str, str], float]:
         """(workspace, run) -> estimated seconds until each waiting run starts, slot by slot, in order."""
@@ -275,7 +350,7 @@ class Jobs:
             free_at.append(max(self.estimate_s(entry) - elapsed, eta, 1.0))
         free_at += [0.0] * (self.max_runs - len(free_at))
         starts = {}
-        for entry in self.waiting:
+        for entry in self._order():
             slot = min(range(len(free_at)), key=free_at.__getitem__)
             starts[entry.key] = free_at[slot]
             free_at[slot] += self.estimate_s(entry)
@@ -294,7 +369,7 @@ class Jobs:
                 return RunView("", "none")
             run = folders[-1]
             events, key = read_events(run), (space.id, run.name)
-            waiting = [e.key for e in self.waiting]
+            waiting = [e.key for e in self._order()]
             if key in waiting:
                 return RunView(run.name, "queued", events, position=waiting.index(key) + 1,
                                start_in_s=self._starts_in(time.time())[key])

@@ -2,8 +2,10 @@
 
     <workspace>/runs/<run id>/
         config.json    the run's TrainConfig (written when it is queued)
-        events.jsonl   one JSON event per line, appended by the worker (trainer/loop.py's events)
-        stop           exists once its owner (or the server) asked it to stop
+        events.jsonl   one JSON event per line, appended by the worker (trainer/loop.py's events),
+                       read by the app incrementally into a bounded list (EventLog)
+        stop           exists once its owner (or the server) asked it to stop (nothing is saved)
+        time-up        exists once the run passed the server's cap (it ends, saving what it has)
         worker.log     the worker's output and tracebacks (never shown on a page)
 
 The queue (classroom/jobs.py), the worker (classroom/worker.py) and the Train tab read a run only
@@ -13,13 +15,15 @@ through these functions. No framework import.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from classroom.workspace import Workspace
 from trainer.config import TrainConfig
 
-EVENTS, CONFIG, STOP, LOG = "events.jsonl", "config.json", "stop", "worker.log"
+EVENTS, CONFIG, STOP, LOG, TIME_UP = "events.jsonl", "config.json", "stop", "worker.log", "time-up"
 
 
 def create(run: Path, config: TrainConfig) -> None:
@@ -38,6 +42,15 @@ def request_stop(run: Path) -> None:
 
 def stop_requested(run: Path) -> bool:
     return (run / STOP).exists()
+
+
+def request_time_up(run: Path) -> None:
+    """The server's time for this run is over: it ends after its current batch, saving (worker.py)."""
+    (run / TIME_UP).touch()
+
+
+def time_is_up(run: Path) -> bool:
+    return (run / TIME_UP).exists()
 
 
 def runs_of(space: Workspace) -> list[Path]:
@@ -75,29 +88,100 @@ def append_event(run: Path, event: dict) -> None:
         sink.write(json.dumps(event) + "\n")
 
 
-def read_events(run: Path) -> list[dict]:
-    """A run's events so far; a line being written right now is left for the next read."""
-    path = run / EVENTS
-    try:
-        stat = path.stat()
-    except OSError:
-        return []
-    return list(_parse_events(str(path), stat.st_size, stat.st_mtime_ns))
+MAX_BATCH_EVENTS = 1200  # batch events the app keeps of one run (the trainer writes ~300 per framework)
+MAX_OTHER_EVENTS = 400  # and other events (start, epoch, end, warnings: a few per epoch)
+MAX_READ_BYTES = 16 * 2**20  # read per call at most; a longer line without its end is skipped
+OPEN_LOGS = 512  # runs whose readers are kept (the runs polled lately)
 
 
-@lru_cache(maxsize=256)
-def _parse_events(path: str, size: int, mtime_ns: int) -> tuple[dict, ...]:
-    events = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return ()
-    for line in lines:
+class EventLog:
+    """One run's events file, read incrementally: a read parses only the lines appended since the
+    last one and keeps a bounded list (past MAX_BATCH_EVENTS, every other batch event is dropped,
+    the newest kept), so what the app holds of a run is bounded whatever the file holds."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.identity = path, 0, None
+        self.events: list[dict] = []
+        self.batches = self.others = 0
+        self.lock = threading.Lock()
+
+    def read(self) -> list[dict]:
+        with self.lock:
+            self._catch_up()
+            return list(self.events)
+
+    def _catch_up(self) -> None:
         try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return tuple(events)
+            with open(self.path, "rb") as source:
+                info = os.fstat(source.fileno())
+                if (info.st_dev, info.st_ino) != self.identity or info.st_size < self.offset:
+                    self.__init__(self.path)  # a new file (a run folder made again): start over
+                    self.identity = (info.st_dev, info.st_ino)
+                if info.st_size == self.offset:
+                    return
+                source.seek(self.offset)
+                chunk = source.read(MAX_READ_BYTES)
+        except OSError:
+            return
+        complete = chunk.rfind(b"\n") + 1  # a line being written right now is left for the next read
+        if not complete:
+            if len(chunk) == MAX_READ_BYTES:  # one line longer than anything a run writes: skip it
+                self.offset += len(chunk)
+            return
+        self.offset += complete
+        for line in chunk[:complete].splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and isinstance(event.get("type"), str):
+                self._keep(event)
+
+    def _keep(self, event: dict) -> None:
+        if event["type"] == "batch":
+            self.batches += 1
+            if self.batches > MAX_BATCH_EVENTS:
+                self._thin()
+        else:
+            self.others += 1
+            if self.others > MAX_OTHER_EVENTS:  # a run that writes this many is broken: keep its newest
+                index = next((i for i, e in enumerate(self.events)
+                              if e["type"] not in ("batch", "begin", "start")), None)
+                if index is None:
+                    return
+                del self.events[index]
+                self.others -= 1
+        self.events.append(event)
+
+    def _thin(self) -> None:
+        """Every other batch event goes (the chart's line keeps its shape)."""
+        kept, n = [], 0
+        for event in self.events:
+            if event["type"] == "batch":
+                n += 1
+                if n % 2:
+                    continue
+            kept.append(event)
+        self.events = kept
+        self.batches = sum(e["type"] == "batch" for e in kept) + 1
+
+
+_logs: OrderedDict[str, EventLog] = OrderedDict()
+_logs_lock = threading.Lock()
+
+
+def read_events(run: Path) -> list[dict]:
+    """A run's events so far (bounded, see EventLog); a line being written right now is left for
+    the next read. One reader per run file, the OPEN_LOGS used last kept."""
+    key = str(run / EVENTS)
+    with _logs_lock:
+        log = _logs.get(key)
+        if log is None:
+            log = _logs[key] = EventLog(Path(key))
+        _logs.move_to_end(key)
+        while len(_logs) > OPEN_LOGS:
+            _logs.popitem(last=False)
+    return log.read()
 
 
 def worker_alive(pid: int, run: Path) -> bool:

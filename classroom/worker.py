@@ -6,7 +6,8 @@ goes back; the app starts another). A warm worker keeps the last data set it dec
 on the same images skips the decoding.
 
 Reads RUN_DIR/config.json, trains (trainer.runner.train), and appends every event as one JSON line
-to RUN_DIR/events.jsonl. Stops within one batch once RUN_DIR/stop exists or RUN_DIR is gone. A failure becomes an
+to RUN_DIR/events.jsonl. Stops within one batch once RUN_DIR/stop exists or RUN_DIR is gone (saving nothing), and ends
+within one batch once RUN_DIR/time-up exists (saving what it has trained). A failure becomes an
 "error" event with a short message; the traceback goes to RUN_DIR/worker.log only, so no server
 path reaches a web page. Running apart from the app means TensorFlow and torch memory goes back to
 the system when the run ends, and a crash of the run cannot take the app down.
@@ -23,7 +24,7 @@ import traceback
 from pathlib import Path
 
 from classroom import runs
-from trainer import frameworks, public
+from trainer import frameworks, loop, public
 from trainer.bank import FeatureBank
 
 RECYCLE_RUNS = 20  # a warm worker trains this many runs, then makes way for a fresh one
@@ -42,10 +43,12 @@ def main(run_dir: str) -> int:
         emit({"type": "begin", "pid": os.getpid(), "frameworks": list(config.frameworks)})
         # Stop when asked, or when the run's folder is gone (deleted under a running process,
         # nobody could ask it to stop or see its events any more).
-        results = runner.train(config, emit, lambda: runs.stop_requested(run) or not run.is_dir(),
-                               FeatureBank.from_env())
+        # At the server's cap for one run (the queue writes RUN_DIR/time-up), the run ends as if its
+        # epochs were done: what it has trained is validated and saved (trainer/loop.py TIME_UP).
+        results = runner.train(config, emit, lambda: should_stop(run), FeatureBank.from_env())
         stopped = runs.stop_requested(run) or any(r["stopped"] for r in results.values())
-        emit({"type": "finished", "status": "stopped" if stopped else "done"})
+        emit({"type": "finished", "status": "stopped" if stopped else "done",
+              "time_up": runs.time_is_up(run) and not stopped})
         return 0
     except BaseException as error:  # noqa: BLE001 - report everything, then fail
         traceback.print_exc()
@@ -54,6 +57,12 @@ def main(run_dir: str) -> int:
         return 1
     finally:
         sink.close()
+
+
+def should_stop(run: Path) -> bool | str:
+    if runs.stop_requested(run) or not run.is_dir():
+        return True
+    return loop.TIME_UP if runs.time_is_up(run) else False
 
 
 def public_message(error: BaseException) -> str:

@@ -20,15 +20,18 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
 import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from classroom.people import LOCAL, People
+
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 SEEN = ".seen"  # its modification time is the workspace's last visit
+OWNER = ".person"  # who made it (a hash, classroom/people.py)
 INCOMING = ".incoming"  # uploads being unpacked (not offered until complete)
 UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -56,25 +59,85 @@ class Limits:
                    max_workspaces=count)
 
 
+BLOCK = 4096  # what a file or folder costs on disk at least, whatever its size
+MAX_DEPTH = 12  # folders below a workspace's root that the code measures; a deeper tree is removed
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a folder costs on disk: files and folders count at least a block each, so 20,000 tiny
+    files cost 80 MB, not the 20 KB their bytes say."""
+    bytes: int = 0
+    files: int = 0
+    folders: int = 0
+    depth: int = 0  # the deepest folder below the one measured
+
+
+def walk(folder: Path):
+    """(depth, directory entry) of everything under `folder`, links not followed, with a stack of
+    its own: no recursion, however deep the tree (os.walk, rglob and rmtree recurse in Python 3.11,
+    and one 11 KB zip of nested folders made them fail for every visitor). What vanishes meanwhile
+    is skipped."""
+    stack = [(str(folder), 0)]
+    while stack:
+        path, depth = stack.pop()
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    yield depth + 1, entry
+                    with contextlib.suppress(OSError):
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append((entry.path, depth + 1))
+        except OSError:
+            continue
+
+
+def measure(folder: Path) -> Usage:
+    """The disk `folder` takes, counting every file and folder as at least a block."""
+    size = files = folders = deepest = 0
+    for depth, entry in walk(folder):
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        deepest = max(deepest, depth)
+        if stat.S_ISDIR(info.st_mode):
+            folders += 1
+            size += BLOCK
+        else:
+            files += 1
+            size += max(BLOCK, -(-info.st_size // BLOCK) * BLOCK)
+    return Usage(size, files, folders, deepest)
+
+
 def folder_bytes(folder: Path) -> int:
-    """Bytes of the regular files under `folder` (links not followed). Other visitors' folders
-    come and go meanwhile: what vanishes is skipped (os.walk ignores such errors)."""
-    total = 0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            try:
-                info = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            total += info.st_size if stat.S_ISREG(info.st_mode) else 0
-    return total
+    return measure(folder).bytes
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder and everything in it without recursion (shutil.rmtree recurses in Python 3.11:
+    a deep enough tree raised RecursionError, which ignore_errors does not catch). Errors are ignored."""
+    folders = [str(path)]
+    for _, entry in walk(path):
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.path)
+            else:
+                os.unlink(entry.path)
+    for folder in reversed(folders):  # walk lists a folder before anything below it
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+    with contextlib.suppress(OSError):
+        if not path.is_dir():
+            path.unlink()
 
 
 class Workspace:
-    def __init__(self, root: Path, limits: Limits):
+    def __init__(self, root: Path, limits: Limits, home: Workspaces | None = None):
         self.root = root
         self.id = root.name
         self.limits = limits
+        self.home = home  # the Workspaces it belongs to: totals over all visitors, owners, locks
 
     @property
     def uploads(self) -> Path:
@@ -92,28 +155,61 @@ class Workspace:
     def settings_file(self) -> Path:
         return self.root / "settings.json"
 
+    @property
+    def person(self) -> str:
+        """Who made this workspace (classroom/people.py: a hash, never an address)."""
+        return self.home.owner(self.id) if self.home else LOCAL
+
+    def lock(self) -> threading.Lock:
+        """Held while an upload is checked against the quota and unpacked: two uploads at once
+        cannot both pass the same free space."""
+        return self.home.lock_of(self.id) if self.home else threading.Lock()
+
     def touch(self) -> None:
         """Record a visit: the idle clock starts again."""
         (self.root / SEEN).touch()
 
     def used_bytes(self) -> int:
-        return folder_bytes(self.root)
+        """Measured now (this workspace's own folders only), and kept for the totals."""
+        used = measure(self.root).bytes
+        if self.home:
+            self.home.record_usage(self.id, used)
+        return used
 
     def free_bytes(self) -> int:
-        """What this workspace may still write: its own quota, and what all workspaces have left."""
-        own = self.limits.quota_bytes - self.used_bytes()
-        shared = self.limits.total_bytes - folder_bytes(self.root.parent)
-        return max(0, min(own, shared))
+        """What this workspace may still write: its own quota, its person's disk, and what all
+        workspaces have left (those two from totals kept as workspaces change: no other visitor's
+        folder is walked)."""
+        return max(0, min(self._free_by_limit(self.used_bytes())))
+
+    def _free_by_limit(self, used: int) -> tuple[int, ...]:
+        own = self.limits.quota_bytes - used
+        if not self.home:
+            return (own,)
+        person = self.home.people.budgets.disk_bytes - self.home.person_bytes(self.person)
+        return own, person, self.limits.total_bytes - self.home.total_bytes()
+
+    def tightest_limit(self) -> str:
+        """Which limit leaves this workspace the least, and what to do about it."""
+        left = self._free_by_limit(self.used_bytes())
+        return ["what is left of your workspace's quota: delete an upload first",
+                "what is left of the disk for your address (or account): delete uploads you no longer need",
+                "what is left of the server's disk for visitors: try again later"][left.index(min(left))]
 
     def require_free(self, needed: int, what: str) -> None:
         """Raise QuotaExceeded unless `needed` more bytes fit, saying which limit stops it."""
-        own = self.limits.quota_bytes - self.used_bytes()
+        own, *others = self._free_by_limit(self.used_bytes())
         if needed > own:
             raise QuotaExceeded(
                 f"{what} needs about {needed / 2**20:.0f} MB, but your workspace has "
                 f"{max(0, own) / 2**20:.0f} MB of its {self.limits.quota_bytes / 2**20:.0f} MB left: "
                 "delete an upload first")
-        if needed > self.free_bytes():
+        if others and needed > others[0]:
+            raise QuotaExceeded(
+                f"{what} needs about {needed / 2**20:.0f} MB, but the workspaces made from your address "
+                f"(or account) already use the {self.home.people.budgets.disk_bytes / 2**30:.1f} GB one "
+                "address may: delete uploads you no longer need (any of your workspaces)")
+        if others and needed > others[1]:
             raise QuotaExceeded(f"{what} needs about {needed / 2**20:.0f} MB, but the server's disk for "
                                 "visitors is full: try again later")
 
@@ -144,28 +240,119 @@ class Workspace:
         path = self.upload_path(name)
         if path is None:
             return False
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
+        self.used_bytes()
         return True
+
+    def is_empty(self) -> bool:
+        """Nothing uploaded, run or trained: removing it loses nothing but the id."""
+        return not any(any(folder.iterdir()) for folder in (self.uploads, self.runs, self.models)
+                       if folder.is_dir())
 
 
 class Workspaces:
-    """Every visitor's workspace under one folder."""
+    """Every visitor's workspace under one folder, who made each (a person, classroom/people.py),
+    and the disk each takes (kept as workspaces change, so totals need no walk of anyone's folders)."""
 
-    def __init__(self, root: str | Path, limits: Limits | None = None):
+    def __init__(self, root: str | Path, limits: Limits | None = None, people: People | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.limits = limits or Limits.from_env()
+        self.people = people or People()
+        self.in_use: Callable[[str], bool] = lambda workspace_id: False  # the queue sets it
+        self._lock = threading.RLock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._owners: dict[str, str] = {}  # workspace id -> person
+        self._usage: dict[str, int] = {}  # workspace id -> bytes, as last measured
+        for path in self.root.iterdir():  # once, at start-up: the totals every request reads
+            if path.is_dir() and ID_PATTERN.fullmatch(path.name):
+                self._index(path)
 
-    def create(self) -> Workspace:
-        if len(self.all()) >= self.limits.max_workspaces:
-            self.sweep()
-            if len(self.all()) >= self.limits.max_workspaces:
-                raise QuotaExceeded("the server has as many visitors' workspaces as it can keep: try again later")
-        space = Workspace(self.root / secrets.token_hex(16), self.limits)
-        for folder in (space.root, space.uploads, space.runs, space.models):
-            folder.mkdir(exist_ok=True)
-        space.touch()
+    def _index(self, root: Path) -> None:
+        try:
+            owner = (root / OWNER).read_text().strip() or LOCAL
+        except OSError:
+            owner = LOCAL
+        with self._lock:
+            self._owners[root.name] = owner
+            self._usage[root.name] = measure(root).bytes
+
+    # ------------------------------------------------------------ totals
+
+    def owner(self, workspace_id: str) -> str:
+        with self._lock:
+            return self._owners.get(workspace_id, LOCAL)
+
+    def record_usage(self, workspace_id: str, used: int) -> None:
+        with self._lock:
+            if workspace_id in self._owners:
+                self._usage[workspace_id] = used
+
+    def total_bytes(self) -> int:
+        with self._lock:
+            return sum(self._usage.values())
+
+    def person_bytes(self, person: str) -> int:
+        with self._lock:
+            return sum(self._usage.get(w, 0) for w, p in self._owners.items() if p == person)
+
+    def lock_of(self, workspace_id: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(workspace_id, threading.Lock())
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._owners)
+
+    def _forget(self, workspace_id: str) -> None:
+        with self._lock:
+            for table in (self._owners, self._usage, self._locks):
+                table.pop(workspace_id, None)
+
+    # ------------------------------------------------------------ making and finding
+
+    def create(self, person: str = LOCAL) -> Workspace:
+        """A new workspace for `person`. OverBudget past their hourly count; when the server holds
+        as many workspaces as it may, the heaviest person's empty workspaces go first (least
+        recently visited first), so a new visitor is not refused because somebody else flooded."""
+        self.people.allow(person, "workspace")
+        with self._lock:
+            if self.count() >= self.limits.max_workspaces and not self._make_room():
+                raise QuotaExceeded("the server has as many visitors' workspaces as it can keep, none of them "
+                                    "unused: try again later")
+            space = Workspace(self.root / secrets.token_hex(16), self.limits, self)
+            for folder in (space.root, space.uploads, space.runs, space.models):
+                folder.mkdir(exist_ok=True)
+            (space.root / OWNER).write_text(person)
+            space.touch()
+            self._owners[space.id], self._usage[space.id] = person, measure(space.root).bytes
         return space
+
+    def _make_room(self) -> bool:
+        """Remove one empty, unused workspace of the person holding the most (the least recently
+        visited of theirs); after that, the expiry sweep. True when there is room."""
+        by_person: dict[str, list[str]] = {}
+        for workspace_id, person in self._owners.items():
+            by_person.setdefault(person, []).append(workspace_id)
+        for person in sorted(by_person, key=lambda p: -len(by_person[p])):
+            spaces = [Workspace(self.root / w, self.limits, self) for w in by_person[person]]
+            empty = [s for s in spaces if not self.in_use(s.id) and s.is_empty()]
+            if empty:
+                oldest = min(empty, key=lambda s: self._seen(s.root))
+                self._remove(oldest.root)
+                return True
+        self.sweep(self.in_use)
+        return self.count() < self.limits.max_workspaces
+
+    def _seen(self, root: Path) -> float:
+        try:
+            return (root / SEEN).stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def _remove(self, root: Path) -> None:
+        remove_tree(root)
+        self._forget(root.name)
 
     def open(self, workspace_id: object) -> Workspace | None:
         """The workspace with this id, visited now; None for a malformed, unknown or expired id."""
@@ -174,15 +361,17 @@ class Workspaces:
         root = self.root / workspace_id
         if not root.is_dir() or self._expired(root, time.time()):
             return None
-        space = Workspace(root, self.limits)
+        space = Workspace(root, self.limits, self)
+        if workspace_id not in self._owners:  # made by another process (a test) since start-up
+            self._index(root)
         space.touch()
         return space
 
-    def open_or_create(self, workspace_id: object) -> Workspace:
-        return self.open(workspace_id) or self.create()
+    def open_or_create(self, workspace_id: object, person: str = LOCAL) -> Workspace:
+        return self.open(workspace_id) or self.create(person)
 
     def all(self) -> list[Workspace]:
-        return [Workspace(p, self.limits) for p in sorted(self.root.iterdir())
+        return [Workspace(p, self.limits, self) for p in sorted(self.root.iterdir())
                 if p.is_dir() and ID_PATTERN.fullmatch(p.name)]
 
     def _expired(self, root: Path, now: float) -> bool:
@@ -194,20 +383,25 @@ class Workspaces:
             return True
         return now - seen > self.limits.idle_s
 
-    def sweep(self, in_use: Callable[[str], bool] = lambda workspace_id: False,
-              now: float | None = None) -> list[str]:
-        """Remove expired workspaces (unless `in_use(id)`: a queued or running run) and anything
-        in the root that is not a workspace (a crash's leftovers). Return what was removed."""
+    def sweep(self, in_use: Callable[[str], bool] | None = None, now: float | None = None) -> list[str]:
+        """Remove expired workspaces (unless `in_use(id)`: a queued or running run), anything in the
+        root that is not a workspace (a crash's leftovers), and in the others what cannot be
+        measured (uploads deeper than MAX_DEPTH); measure the rest again. Return what was removed."""
+        in_use = in_use or self.in_use
         now = time.time() if now is None else now
         removed = []
         for path in sorted(self.root.iterdir()):
             is_workspace = path.is_dir() and ID_PATTERN.fullmatch(path.name)
             if is_workspace and (not self._expired(path, now) or in_use(path.name)):
-                removed += self._sweep_unfinished_uploads(path, now)
+                removed += self._sweep_unfinished_uploads(path, now) + self._sweep_too_deep(path)
+                with self._lock:
+                    if path.name in self._owners:
+                        self._usage[path.name] = measure(path).bytes
                 continue
             if path.name.startswith(".keep"):  # the app's own files (its browser-state secret)
                 continue
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            remove_tree(path)
+            self._forget(path.name)
             removed.append(path.name)
         return removed
 
@@ -217,8 +411,19 @@ class Workspaces:
         incoming = root / "uploads" / INCOMING
         for path in sorted(incoming.iterdir()) if incoming.is_dir() else ():
             if now - path.stat().st_mtime > 3600:
-                shutil.rmtree(path, ignore_errors=True)
+                remove_tree(path)
                 removed.append(f"{root.name}/uploads/{INCOMING}/{path.name}")
+        return removed
+
+    def _sweep_too_deep(self, root: Path) -> list[str]:
+        """Folders of a workspace nested deeper than MAX_DEPTH (no upload makes them: trainer/archive.py
+        refuses deep zips) are removed whole: nothing that walks them can be trusted to finish."""
+        removed = []
+        for top in (root / "uploads", root / "runs", root / "models"):
+            for path in sorted(top.iterdir()) if top.is_dir() else ():
+                if path.is_dir() and measure(path).depth > MAX_DEPTH:
+                    remove_tree(path)
+                    removed.append(f"{root.name}/{top.name}/{path.name}")
         return removed
 
     def secret(self) -> str:

@@ -306,3 +306,83 @@ def test_a_second_page_load_asks_no_server_whether_weights_can_be_downloaded(tmp
         assert len(asked) == 2
     finally:
         weights.reachable.cache_clear()
+
+
+# ---------------------------------------------------------------- budgets (issue 16)
+
+@pytest.fixture
+def fake_jobs(visitor, monkeypatch):
+    """The app's queue with fake workers (tests/support/fake_worker.py) and a queue of two places."""
+    import functools
+
+    from test_classroom import FAKE_WORKER
+
+    from classroom.jobs import Jobs
+    queue = Jobs(shared.workspaces(), shared.WORKSPACES_DIR / ".keep-queue", max_runs=1, max_waiting=2,
+                 command=FAKE_WORKER, warm=0, max_run_s=60)
+    monkeypatch.setattr(shared, "jobs", functools.cache(lambda: queue))
+    return queue
+
+
+def test_refused_starts_decode_nothing(visitor, fake_jobs, monkeypatch, tmp_path):
+    """Busy, a full queue, a run past the cap, an unknown data set: refused before any image is read."""
+    from trainer import data
+    paced = shared.workspace(visitor)
+    (paced.root / "fake-pace").write_text("0.5")
+    quick = {"framework": "pytorch", "dataset": "server/toy", "epochs": 1, "image_size": 32,
+             "weights": "none", "allow_random_init": True}
+    train.start_pressed(visitor, **quick)
+    others = [shared.workspaces().create().id for _ in range(3)]
+    for other in others[:2]:
+        train.start_pressed(other, **quick)
+
+    def decoded(*args, **kwargs):
+        raise AssertionError("a refused Start decoded the data set")
+    monkeypatch.setattr(data, "discover", decoded)
+    maximal = {**quick, "framework": "both", "epochs": 20, "image_size": 448, "batch_size": 1, "unfreeze": 4}
+    for workspace_id, settings, words in [
+            (visitor, quick, "already have a run"), (others[2], quick, "queue is full"),
+            (others[2], {**quick, "dataset": "server/nothing"}, "unknown data set"),
+            (others[2], {**quick, "epochs": 1000}, "epochs must be from 1 to 20 here")]:
+        with pytest.raises(gr.Error, match=words):
+            train.start_pressed(workspace_id, **settings)
+    fake_jobs.cancel(shared.workspace(others[0]))
+    too_long = r"would take about \d+ minutes on this server \(12 images x 20 epochs at 448 px.* than the 1 minutes"
+    with pytest.raises(gr.Error, match=too_long):
+        train.start_pressed(others[2], **maximal)
+
+
+def test_two_uploads_at_once_share_one_quota(visitor, tmp_path, monkeypatch):
+    import threading
+
+    from classroom.workspace import Limits
+    from trainer import archive
+    path = zip_of(make_dataset(tmp_path / "d"), tmp_path / "pics.zip")
+    space = shared.workspace(visitor)
+    _, text = train.upload_zip(visitor, path)
+    one_upload = space.used_bytes() - shared.workspace(shared.workspaces().create().id).used_bytes()
+    space.remove_upload(space.upload_names()[0])
+    shared.workspaces().limits = Limits(quota_bytes=space.used_bytes() + int(1.5 * one_upload))
+    extract = archive.extract_zip
+
+    def slow_extract(*args, **kwargs):  # both would measure the free space before either writes
+        time.sleep(0.3)
+        return extract(*args, **kwargs)
+    monkeypatch.setattr(archive, "extract_zip", slow_extract)
+    texts = []
+    threads = [threading.Thread(target=lambda: texts.append(train.upload_zip(visitor, path)[1])) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(shared.workspace(visitor).upload_names()) == 1, texts
+    assert sum("more than the" in t for t in texts) == 1
+
+
+def test_uploads_per_hour_are_counted_per_person(visitor, tmp_path):
+    from classroom.people import Budgets, People
+    shared.workspaces().people = People(Budgets(uploads_per_hour=2))
+    (tmp_path / "bad.zip").write_bytes(b"PK\x05\x06broken")
+    for _ in range(2):
+        assert "not a valid zip" in train.upload_zip(visitor, str(tmp_path / "bad.zip"))[1]
+    assert "2 uploads an hour is the most" in train.upload_zip(visitor, str(tmp_path / "bad.zip"))[1]

@@ -1,7 +1,11 @@
 """Unpack an uploaded or downloaded data-set .zip safely into a fresh folder (no framework import).
 
 One code path for the app's upload, `check-data x.zip` and `fetch-data`. Limits are checked before
-anything is written; entries that would land outside the folder (absolute paths, `..`), symlinks
+anything is written: the zip's size, what it unpacks to, its entries and how deep its folders go
+(a deep tree is cheap to send and costly for everything that walks it later); names that collide
+once letter case and Unicode forms are set aside ("Alien" and "alien", "café" in its two forms:
+one folder on some disks, two look-alike classes on others) and entries that appear twice are
+refused, naming them. Entries that would land outside the folder (absolute paths, `..`), symlinks
 and special files are skipped and reported; macOS `__MACOSX` and hidden files are left out.
 """
 
@@ -10,6 +14,7 @@ from __future__ import annotations
 import shutil
 import stat
 import tempfile
+import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -19,8 +24,14 @@ from trainer.data import DataError
 
 MAX_ZIP_BYTES = 200 * 2**20  # the archive itself
 MAX_TOTAL_BYTES = 1 * 2**30  # everything it unpacks to
-MAX_ENTRIES = 20_000
+MAX_ENTRIES = 10_000  # files and folders (each costs a disk block, whatever its size)
+MAX_DEPTH = 8  # path parts of an entry: wrapper/train/class/sub/file fits, a nested bomb does not
 CHUNK = 2**20
+BLOCK = 4096  # a file takes at least this much disk, whatever its size: budgets count it so
+
+
+def disk_bytes(size: int) -> int:
+    return max(BLOCK, -(-size // BLOCK) * BLOCK)
 
 
 @dataclass
@@ -52,7 +63,10 @@ def extract_zip(zip_path: str | Path, dest_parent: str | Path | None = None,
         infos = archive.infolist()
         if len(infos) > max_entries:
             raise DataError([f"{name}: {len(infos)} entries, more than the {max_entries} allowed"])
-        total = sum(info.file_size for info in infos)
+        problems = shape_problems(infos, name)
+        if problems:
+            raise DataError(problems)
+        total = sum(disk_bytes(info.file_size) for info in infos if not refuse_reason(info))
         if total > max_total_bytes:
             raise DataError([f"{name}: unpacks to {megabytes(total)}, more than the "
                              f"{megabytes(max_total_bytes)} allowed"])
@@ -77,12 +91,50 @@ def unpack(archive: zipfile.ZipFile, infos: list, root: Path, max_total_bytes: i
         if root.resolve() not in target.resolve().parents:
             raise DataError([f"{name}: entry {info.filename!r} leads outside the folder"])
         try:
-            left -= copy_entry(archive, info, target, left)
+            left -= disk_bytes(copy_entry(archive, info, target, left))
         except Exception as error:  # noqa: BLE001 - one entry the zip cannot give: refuse the zip
             raise DataError([f"{name}: entry {info.filename!r} {why_unreadable(error)}"]) from None
         if left < 0:  # headers can lie: the bytes really written count
             raise DataError([f"{name}: unpacks to more than the {megabytes(max_total_bytes)} allowed"])
     return skipped
+
+
+def folded(part: str) -> str:
+    """A name as a case-insensitive or normalising disk (or a person) sees it."""
+    return unicodedata.normalize("NFC", part).casefold()
+
+
+def shape_problems(infos: list, name: str, max_depth: int = MAX_DEPTH, shown: int = 5) -> list[str]:
+    """Entries nested deeper than `max_depth`, entries that appear twice, and names (of folders and
+    files alike) that differ only in letter case or Unicode form: every problem, named."""
+    too_deep, files, folders, exact, problems = None, {}, {}, set(), []
+
+    def collide(first: str, other: str) -> None:
+        problems.append(f"{name}: {first[:120]!r} and {other[:120]!r} differ only in letter case or "
+                        "Unicode form: rename one")
+
+    for info in infos:
+        if refuse_reason(info):
+            continue
+        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+        if len(parts) > max_depth and too_deep is None:
+            too_deep = (f"{name}: entry {info.filename[:120]!r} is {len(parts)} folders deep, more than "
+                        f"the {max_depth} allowed")
+        for end in range(1, len(parts)):
+            original = "/".join(parts[:end])
+            first = folders.setdefault(tuple(folded(p) for p in parts[:end]), original)
+            if first != original:
+                collide(first, original)
+        full = "/".join(parts)
+        first = files.setdefault(tuple(folded(p) for p in parts), full)
+        if full in exact:
+            problems.append(f"{name}: entry {full[:120]!r} appears twice (the second would replace the first)")
+        elif first != full:
+            collide(first, full)
+        exact.add(full)
+    unique = list(dict.fromkeys(problems))
+    return ([too_deep] if too_deep else []) + unique[:shown] + (
+        [f"{name}: and {len(unique) - shown} more such names"] if len(unique) > shown else [])
 
 
 def why_unreadable(error: Exception) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import random
 import threading
+import unicodedata
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -334,6 +335,12 @@ def check_classes(root: Path, train: dict, val: dict) -> None:
         problems.append("validation classes differ from training classes"
                         + (f"; only in train: {', '.join(only_train)}" if only_train else "")
                         + (f"; only in validation: {', '.join(only_val)}" if only_val else ""))
+    looks: dict[str, str] = {}
+    for name in sorted(train):  # "Alien" and "alien", "café" in two Unicode forms: look-alike classes
+        first = looks.setdefault(unicodedata.normalize("NFC", name).casefold(), name)
+        if first != name:
+            problems.append(f"classes '{first}' and '{name}' differ only in letter case or Unicode form: "
+                            "rename one, or merge them")
     for split, by_class in (("train", train), ("validation", val)):
         for name, paths in sorted(by_class.items()):
             if not paths:

@@ -6,7 +6,8 @@ same outline for both: which view of the augmented images each epoch sees, the f
 frozen backbone, the seeded batch order, validation once per epoch, timing, events, and the stop
 flag checked after every batch (so Stop takes effect within one batch in both frameworks).
 
-Events are plain JSON-serialisable dicts with a "type": start, batch, epoch, end, warning. They
+Events are plain JSON-serialisable dicts with a "type": start, batch (coalesced: a few hundred a run),
+epoch, end, warning, stopped, time_up. They
 travel through a callable whose default ignores them, and across processes as JSON lines.
 """
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 Event = dict
 EventSink = Callable[[Event], None]
+MAX_BATCH_POINTS = 300  # batch events per framework and run (the chart needs no more)
+TIME_UP = "time up"  # what `should_stop` returns when the server's time for the run is over
 
 
 def ignore(event: Event) -> None:
@@ -148,25 +151,41 @@ def frozen_batches(n_train: int, batch_size: int, seed: int, view_of: Callable[[
 def run_epochs(framework: str, epochs: int, n_train: int, batch_size: int,
                train_batches: Callable[[int], Iterator[tuple[float, int, int, float]]],
                validate: Callable[[], tuple[float, float, object]],
-               on_event: EventSink = ignore, should_stop: Callable[[], bool] = never) -> dict:
-    """Train for `epochs`; return {"history": [...], "stopped": bool, "val_probabilities": ...}."""
+               on_event: EventSink = ignore, should_stop: Callable[[], bool | str] = never) -> dict:
+    """Train for `epochs`; return {"history": [...], "stopped": bool, "val_probabilities": ...}.
+
+    `should_stop()` is asked after every batch: True stops at once (nothing is validated, the
+    caller saves nothing); TIME_UP ends the run there as if its epochs were done (the epoch under
+    way is validated as it stands, the result is marked "time_up", and the caller saves it).
+    Batch events are coalesced to about MAX_BATCH_POINTS per run (each carries the mean loss of
+    the batches it stands for, and the last batch of every epoch has one): a batch-1 run writes a
+    few hundred lines, not one per image, whatever its length."""
     batches_per_epoch = math.ceil(n_train / batch_size)
     total_batches = epochs * batches_per_epoch
+    every = max(1, math.ceil(total_batches / MAX_BATCH_POINTS))
     history, done_batches, images_total, started = [], 0, 0, time.perf_counter()
     val_probabilities = None
     for epoch in range(1, epochs + 1):
         epoch_start, loss_sum, seen, correct, data_seconds = time.perf_counter(), 0.0, 0, 0, 0.0
+        point_loss, point_images = 0.0, 0  # the batches the next event stands for
         for batch, (loss, images, right, data_s) in enumerate(train_batches(epoch), 1):
             loss_sum, seen, correct = loss_sum + loss * images, seen + images, correct + right
+            point_loss, point_images = point_loss + loss * images, point_images + images
             data_seconds += data_s
             done_batches, images_total = done_batches + 1, images_total + images
-            elapsed = time.perf_counter() - started
-            on_event({"type": "batch", "framework": framework, "epoch": epoch, "epochs": epochs,
-                      "batch": batch, "batches": batches_per_epoch, "loss": float(loss),
-                      "images_seen": images_total, "images_per_s": images_total / elapsed,
-                      "elapsed_s": elapsed,
-                      "eta_s": elapsed / done_batches * (total_batches - done_batches)})
-            if should_stop():
+            stop = should_stop()
+            if stop or batch % every == 0 or batch == batches_per_epoch:
+                elapsed = time.perf_counter() - started
+                on_event({"type": "batch", "framework": framework, "epoch": epoch, "epochs": epochs,
+                          "batch": batch, "batches": batches_per_epoch, "loss": point_loss / point_images,
+                          "images_seen": images_total, "images_per_s": images_total / elapsed,
+                          "elapsed_s": elapsed,
+                          "eta_s": elapsed / done_batches * (total_batches - done_batches)})
+                point_loss, point_images = 0.0, 0
+            if stop == TIME_UP:
+                on_event({"type": "time_up", "framework": framework, "epoch": epoch, "batch": batch})
+                break
+            if stop:
                 on_event({"type": "stopped", "framework": framework, "epoch": epoch, "batch": batch})
                 return {"history": history, "stopped": True, "val_probabilities": val_probabilities}
         train_seconds = time.perf_counter() - epoch_start
@@ -175,6 +194,10 @@ def run_epochs(framework: str, epochs: int, n_train: int, batch_size: int,
                   "val_loss": float(val_loss), "val_accuracy": float(val_accuracy),
                   "train_seconds": train_seconds, "seconds": time.perf_counter() - epoch_start,
                   "images_per_s": seen / train_seconds, "data_wait_share": data_seconds / train_seconds}
+        if stop == TIME_UP:
+            record["images"] = seen  # a part of the epoch: the server's time for one run was up
         history.append(record)
         on_event({"type": "epoch", "framework": framework, "epochs": epochs, **record})
+        if stop == TIME_UP:
+            return {"history": history, "stopped": False, "time_up": True, "val_probabilities": val_probabilities}
     return {"history": history, "stopped": False, "val_probabilities": val_probabilities}

@@ -148,9 +148,9 @@ def summarise(framework, config, arrays, result, info, device, seconds, model=No
     history = result["history"]
     summary = {
         "framework": framework, "classes": arrays.classes, "config": config.to_dict(),
-        "history": history, "stopped": result["stopped"], "pretrained": info["pretrained"],
-        "warnings": info["warnings"], "device": device, "precision": info["precision"],
-        "engine": info.get("engine"), "seconds": seconds,
+        "history": history, "stopped": result["stopped"], "time_up": result.get("time_up", False),
+        "pretrained": info["pretrained"], "warnings": info["warnings"], "device": device,
+        "precision": info["precision"], "engine": info.get("engine"), "seconds": seconds,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "train_images": len(arrays.y_train), "val_images": len(arrays.y_val),
         "val_paths": arrays.val_paths,  # in the order of val_predicted: the app shows where two models disagree

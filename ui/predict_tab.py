@@ -226,8 +226,10 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
             rank = gr.Radio(CLASS_CHOICES, value=0, label="Heatmaps for each model's", elem_id="explain-class")
             cards = gr.Markdown(elem_id="model-cards")
             with gr.Group():
+                # Its choices are the visitor's, filled when the tab opens; over the API the list is
+                # empty, so the value is checked by download_model itself (source/framework, own only).
                 choice = gr.Dropdown([], label="Take a model home: the model, its metadata and a script",
-                                     elem_id="download-choice")
+                                     elem_id="download-choice", allow_custom_value=True)
                 download_button = gr.Button("Download this model", elem_id="download-button")
                 package = gr.File(label="Your download", interactive=False, elem_id="download-file")
         with gr.Column(scale=3, elem_id="predictions"):
@@ -235,7 +237,11 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
             shown = gr.State([])  # the same with each image's file: server-side only
             heatmaps = gr.State([])
 
-            @gr.render(inputs=shown)
+            # The two renders run one at a time (for all visitors; each takes milliseconds): gradio's
+            # render iterates over the session's blocks (attach_load_events) while another render
+            # adds to them, and both ran at every page load: "dictionary changed size during
+            # iteration", a red Error on this tab about one start in four.
+            @gr.render(inputs=shown, concurrency_limit=1, concurrency_id="predict-render")
             def show(items):
                 if not items:
                     gr.Markdown("Predictions appear here.")
@@ -243,7 +249,7 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
                     show_one(item)
 
             with gr.Column(elem_id="heatmaps"):
-                @gr.render(inputs=heatmaps)
+                @gr.render(inputs=heatmaps, concurrency_limit=1, concurrency_id="predict-render")
                 def show_heatmaps(items):
                     for item in items:
                         show_maps(item)

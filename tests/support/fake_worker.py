@@ -1,6 +1,7 @@
 """A stand-in for `python -m classroom.worker RUN_DIR` in the queue's tests: it writes the events a
 real run writes (begin, start, `epochs` x 10 batches, finished) into the real run folder
-(classroom/runs.py) and honours Stop, in a fraction of a second instead of importing a framework.
+(classroom/runs.py) and honours Stop and the server's time-up, in a fraction of a second instead of
+importing a framework.
 Each batch takes 0.02 s, or what the workspace's PACE_FILE says (tests/test_classroom.py `paced`)."""
 
 import json
@@ -32,6 +33,10 @@ def main(run: Path) -> int:
         for batch in range(1, batches + 1):
             if runs.stop_requested(run):
                 emit({"type": "finished", "status": "stopped"})
+                return 0
+            if runs.time_is_up(run):  # the server's cap: it ends as a finished run (worker.py)
+                emit({"type": "time_up", "framework": "pytorch", "batch": batch})
+                emit({"type": "finished", "status": "done", "time_up": True})
                 return 0
             emit({"type": "batch", "framework": "pytorch", "batch": batch, "batches": batches,
                   "eta_s": (batches - batch) * pace})

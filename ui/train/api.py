@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import time
 
+import gradio as gr
+
+from classroom.people import person_of
 from ui import shared
 from ui.train.progress import for_page
-from ui.train.run import page_workspace, stop_pressed, submit
+from ui.train.run import open_or_create, page_workspace, stop_pressed, submit
 
 
-def workspace_api(workspace: str = "") -> str:
+def workspace_api(request: gr.Request, workspace: str = "") -> str:
     """Your workspace id: the one given if it is still valid, else a new one. Keep it, and pass it
     to every other call: it is the key to your data sets, runs and models."""
-    return shared.workspaces().open_or_create(workspace).id
+    return open_or_create(workspace, request).id
 
 
 def datasets_api(workspace: str) -> list[str]:
@@ -22,12 +25,12 @@ def datasets_api(workspace: str) -> list[str]:
     return [value for _, value in shared.dataset_choices(page_workspace(workspace))]
 
 
-def start_api(workspace: str, settings: dict) -> dict:
+def start_api(request: gr.Request, workspace: str, settings: dict) -> dict:
     """Queue a training run. `settings`: TrainConfig fields by name, e.g.
     {"dataset": "server/avp", "framework": "pytorch", "epochs": 1, "image_size": 64,
     "feature_cache": true, "augment": {"enabled": false}}; omitted fields keep their defaults.
     Returns the run's status (as /training_status)."""
-    submit(page_workspace(workspace), settings)
+    submit(page_workspace(workspace), settings, person_of(request))
     return status_api(workspace)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from classroom.workspace import INCOMING, QuotaExceeded, Workspace
+from classroom.people import OverBudget, person_of
+from classroom.workspace import BLOCK, INCOMING, QuotaExceeded, Workspace
 from trainer import archive, data, frameworks, weights
 from ui import shared, text
 from ui.train.progress import for_page
@@ -63,14 +64,25 @@ def check_data(workspace_id: str | None, dataset: str | None) -> str:
         return problems_text(dataset.partition("/")[2], problems, folder)
 
 
-def upload_zip(workspace_id: str | None, path: str | None):
-    """Unpack an uploaded .zip into the visitor's workspace, check it, and select it."""
+def upload_zip(workspace_id: str | None, path: str | None, request: gr.Request | None = None):
+    """Unpack an uploaded .zip into the visitor's workspace, check it, and select it. One upload at a
+    time per workspace (two at once could both pass the same free space); each counts against its
+    person's uploads per hour, refused ones too."""
     space = page_workspace(workspace_id)
     if not path:
         return gr.skip(), "No file."
     name = Path(path).name
     try:
-        folder, skipped = unpack(space, Path(path))
+        shared.workspaces().people.allow(person_of(request), "upload")
+    except OverBudget as error:
+        return gr.skip(), problems_text(name, data.DataError([str(error)]))
+    with space.lock():
+        return checked_upload(space, Path(path), name)
+
+
+def checked_upload(space: Workspace, path: Path, name: str):
+    try:
+        folder, skipped = unpack(space, path)
     except (data.DataError, QuotaExceeded) as error:
         problems = error if isinstance(error, data.DataError) else data.DataError([str(error)])
         return gr.skip(), problems_text(name, problems)
@@ -81,6 +93,8 @@ def upload_zip(workspace_id: str | None, path: str | None):
     except data.DataError as error:
         space.remove_upload(folder.name)
         return gr.skip(), problems_text(name, error, folder) + skipped
+    shared.record_counts(folder, dataset)
+    space.used_bytes()  # the totals of the workspace, its person and the server, kept up to date
     value = f"upload/{folder.name}"
     return gr.Dropdown(choices=shared.dataset_choices(space), value=value), describe(dataset, name) + skipped
 
@@ -90,7 +104,14 @@ def unpack(space: Workspace, zip_path: Path) -> tuple[Path, str]:
     incoming = space.uploads / INCOMING
     incoming.mkdir(parents=True, exist_ok=True)
     budget = min(archive.MAX_TOTAL_BYTES, space.free_bytes())
-    extracted = archive.extract_zip(zip_path, incoming, max_total_bytes=budget)
+    # Entries cost a disk block each at least: the budget in bytes bounds how many there can be too.
+    entries = max(1, min(archive.MAX_ENTRIES, budget // BLOCK))
+    try:
+        extracted = archive.extract_zip(zip_path, incoming, max_total_bytes=budget, max_entries=entries)
+    except data.DataError as error:
+        if budget < archive.MAX_TOTAL_BYTES and any("allowed" in p for p in error.problems):
+            raise data.DataError([*error.problems, space.tightest_limit()]) from None
+        raise
     folder = space.upload_folder(zip_path.name)
     extracted.root.replace(folder)
     skipped = "".join(f"\n- skipped zip entry {text.md(entry, 80)}: {text.md(why)}"

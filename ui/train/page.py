@@ -7,6 +7,7 @@ import gradio as gr
 from trainer import frameworks
 from trainer.config import HELP, TrainConfig
 from ui.train import api, datasets, progress, run
+from ui.train.run import RANGES
 
 POLL_S = 1.0
 
@@ -17,19 +18,20 @@ CHART_KEY = ("Loss per batch; darker: validation loss per epoch; paler: your pre
 def settings_form(d: TrainConfig) -> dict[str, gr.components.Component]:
     """The training settings' widgets, by TrainConfig field."""
     form = {
-        "epochs": gr.Slider(1, 20, d.epochs, step=1, label="Epochs", info=HELP["epochs"], elem_id="epochs"),
-        "batch_size": gr.Slider(1, 128, d.batch_size, step=1, label="Batch size", info=HELP["batch_size"],
+        "epochs": gr.Slider(*RANGES["epochs"], d.epochs, step=1, label="Epochs", info=HELP["epochs"], elem_id="epochs"),
+        "batch_size": gr.Slider(*RANGES["batch_size"], d.batch_size, step=1, label="Batch size",
+                                info=HELP["batch_size"],
                                 elem_id="batch-size"),
         "lr": gr.Number(d.lr, label="Learning rate", info=HELP["lr"]),
-        "image_size": gr.Slider(32, 448, d.image_size, step=32, label="Image size",
+        "image_size": gr.Slider(*RANGES["image_size"], d.image_size, step=32, label="Image size",
                                 info=HELP["image_size"], elem_id="image-size"),
-        "head_units": gr.Slider(8, 1024, d.head_units, step=8, label="Head units",
+        "head_units": gr.Slider(*RANGES["head_units"], d.head_units, step=8, label="Head units",
                                 info=HELP["head_units"], elem_id="head-units"),
         "limit": gr.Number(d.limit, precision=0, minimum=0, label="Limit images per split",
                            info=HELP["limit"]),
         "augment.enabled": gr.Checkbox(True, label="Augmentation (settings of the Augment tab)", elem_id="augment"),
         "feature_cache": gr.Checkbox(False, label="Fast mode: feature cache", info=HELP["feature_cache"]),
-        "unfreeze": gr.Slider(0, 4, 0, step=1, label="Unfreeze last stages", info=HELP["unfreeze"],
+        "unfreeze": gr.Slider(*RANGES["unfreeze"], 0, step=1, label="Unfreeze last stages", info=HELP["unfreeze"],
                               elem_id="unfreeze"),
         "weights": gr.Radio(["imagenet", "none"], value="imagenet", label="Weights",
                             info="imagenet (downloaded once) or none (random initialisation)",
@@ -53,6 +55,7 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
     with gr.Row():
         start_button = gr.Button("Start", variant="primary", min_width=120)
         stop_button = gr.Button("Stop", variant="stop", interactive=False, min_width=120)
+        estimate_md = gr.Markdown(elem_id="train-estimate")  # "about 4 minutes on this server"
     progress_md = gr.Markdown("No run yet.", elem_id="train-progress")
     with gr.Row():
         chart = gr.LinePlot(x="epoch", y="loss", color="series", color_title="", label="Loss",
@@ -113,14 +116,17 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
     start_button.click(run.start_pressed, [browser], progress_md, inputs_kwargs=settings, api_visibility="private",
                        concurrency_limit=4, concurrency_id="start").then(
         lambda: "", None, seen, api_visibility="private")
+    gr.on([browser.change, *(c.change for c in settings.values())], run.estimate_text, [browser], estimate_md,
+          inputs_kwargs=settings, api_visibility="private", concurrency_limit=4, concurrency_id="estimate",
+          trigger_mode="always_last", show_progress="hidden")
     stop_button.click(run.stop_pressed, browser, progress_md, api_visibility="private", concurrency_limit=None)
     timer.tick(poll, [browser, seen], list(view.values()), api_visibility="private", concurrency_limit=None)
     for fn, name in ((api.workspace_api, "workspace"), (api.datasets_api, "datasets"), (api.start_api, "start"),
                      (api.stop_api, "stop"), (api.status_api, "training_status")):
         gr.api(fn, api_name=name, concurrency_limit=None if name != "start" else 4)
 
-    def restore(workspace_id):
-        space_id, values = run.open_workspace(workspace_id)
+    def restore(workspace_id, request: gr.Request):
+        space_id, values = run.open_workspace(workspace_id, request)
         return [space_id, *(values.get(name, gr.skip()) for name in settings)]
 
     return [(datasets.weights_text, None, weights_md), (restore, browser, [browser, *restorable]),

@@ -49,6 +49,9 @@ def progress_text(view: RunView, overview: dict) -> str:
             f"{batch['framework']} on {started.get('device', '?')}: epoch {batch['epoch']}/{batch['epochs']}, "
             f"batch {batch['batch']}/{batch['batches']} | {batch['images_per_s']:.1f} images/s | "
             f"elapsed {fmt_seconds(batch['elapsed_s'])} | ETA {fmt_seconds(batch['eta_s'])}")
+    if runs.latest(view.events, "finished").get("time_up"):
+        lines.append("The server's time for one run was up: it ended early, like a finished run. "
+                     + saved_text(view.events))
     if view.status in ("stopped", "failed"):
         lines.append(saved_text(view.events))
     if view.error:

@@ -2,7 +2,12 @@
 
 Settings travel by name: every setting widget reaches `start_pressed` as a keyword argument named
 after its TrainConfig field (`augment.<field>` for the augmentation), and the API's /start takes the
-same names as one JSON object (`config_for`).
+same names as one JSON object (`config_for`), within the same ranges as the page's sliders (RANGES).
+
+Every handler here is told who is asking (`gr.Request`, classroom/people.py): budgets are per person.
+Start refuses first what needs no data (a malformed setting, an unknown data set, a busy workspace,
+a full queue, a person's runs, a run past the server's cap, the disk), and only then checks the
+data set's images.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import json
 
 import gradio as gr
 
-from classroom.jobs import Busy, QueueFull, RunView
+from classroom import cost
+from classroom.jobs import Busy, QueueFull, RunView, TooLong
+from classroom.people import OverBudget, person_of
 from classroom.workspace import QuotaExceeded, Workspace, folder_bytes
 from trainer import data, weights
 from trainer.config import TrainConfig
@@ -20,22 +27,36 @@ from ui.train.progress import for_page, progress_text
 
 MODEL_BYTES = 100 * 2**20  # a saved ResNet-50 (either framework), for the quota check before a run
 SERVER_CHOSEN = ("data_dir", "out_dir", "device", "precision")  # settings the app decides, not visitors
+# The page's slider ranges, which the API keeps too (TrainConfig alone allows more, for the CLI); what
+# is past the server's cap for one run within them is refused with the estimate (classroom/cost.py).
+RANGES = {"epochs": (1, 20), "batch_size": (1, 128), "image_size": (32, 448), "head_units": (8, 1024),
+          "unfreeze": (0, 4)}
+REFUSALS = (ValueError, TypeError, Busy, QueueFull, QuotaExceeded, OverBudget, TooLong)
 
 
 class PageError(gr.Error):
     """A refusal shown to the visitor as a pop-up."""
 
 
-def open_workspace(workspace_id: str | None):
+def open_workspace(workspace_id: str | None, request: gr.Request | None = None):
     """On page load: the visitor's workspace (a new one if theirs expired), their data sets and the
     settings of their last Start. Returns the id to keep in the browser, then the widgets' values."""
-    space = shared.workspaces().open_or_create(workspace_id)
+    space = open_or_create(workspace_id, request)
     saved = load_settings(space)
     choices = shared.dataset_choices(space)
     values = [c[1] for c in choices]
     dataset = saved.get("dataset") if saved.get("dataset") in values else (values[0] if values else None)
     form = {**flatten(saved), "dataset": gr.Dropdown(choices=choices, value=dataset)}
     return space.id, form
+
+
+def open_or_create(workspace_id: object, request: gr.Request | None) -> Workspace:
+    """The visitor's workspace, or a new one for whoever is asking; PageError saying what to do when
+    their budget of new workspaces is spent (or the server is full)."""
+    try:
+        return shared.workspaces().open_or_create(workspace_id, person_of(request))
+    except (OverBudget, QuotaExceeded) as error:
+        raise PageError(for_page(str(error))) from None
 
 
 def load_settings(space: Workspace) -> dict:
@@ -78,25 +99,59 @@ def config_for(space: Workspace, settings: dict) -> TrainConfig:
     if values.get("weights", "imagenet") not in ("imagenet", "none"):
         raise ValueError("weights must be imagenet or none")
     folder = shared.dataset_path(values.pop("dataset", None), space)
-    return TrainConfig.from_dict({**values, "data_dir": str(folder), "out_dir": str(space.models)}).validate()
+    config = TrainConfig.from_dict({**values, "data_dir": str(folder), "out_dir": str(space.models)}).validate()
+    outside = [f"{name} must be from {low} to {high} here, got {getattr(config, name)}"
+               for name, (low, high) in RANGES.items() if not low <= getattr(config, name) <= high]
+    if outside:
+        raise ValueError("invalid training settings: " + "; ".join(outside))
+    return config
 
 
-def submit(space: Workspace, settings: dict) -> RunView:
-    """Check everything a run needs, then queue it. Raises PageError saying what is wrong."""
+def estimate(config: TrainConfig) -> tuple[float, float, int]:
+    """(cost units, estimated seconds on this server, training images) of a run, from the data set's
+    image counts (kept when it was checked: nothing decoded)."""
+    train_images, val_images = shared.image_counts(config.data_dir)
+    units = cost.cost_units(config, train_images, val_images)
+    return units, shared.jobs().estimate_units_s(units), train_images
+
+
+def submit(space: Workspace, settings: dict, person: str | None = None) -> RunView:
+    """Check everything a run needs, the cheap refusals first, then queue it. Raises PageError
+    saying what is wrong."""
+    person = space.person if person is None else person
     try:
-        config = config_for(space, settings)
+        config = config_for(space, settings)  # malformed settings, an unknown data set: no data read
+        shared.jobs().check(space, person)  # busy, the queue full, this person's runs
+        units, _, train_images = estimate(config)
+        shared.jobs().check_cost(config, units, train_images)  # past the server's cap for one run
+        kept = folder_bytes(space.models)  # the models this run replaces (this workspace's own folder)
+        space.require_free(MODEL_BYTES * len(config.frameworks) - kept, "saving the trained models")
         if config.weights == "imagenet" and not config.allow_random_init:
             missing = [fw for fw in config.frameworks if weights.status(fw) == "unavailable"]
             if missing:
                 raise ValueError(f"ImageNet weights for {', '.join(missing)} are not available here (no "
                                  "cache, no internet): tick 'Allow random initialisation' or choose weights none")
-        data.discover(config.data_dir, config.seed)
-        kept = folder_bytes(space.models)  # the models this run replaces
-        space.require_free(MODEL_BYTES * len(config.frameworks) - kept, "saving the trained models")
-        shared.jobs().submit(space, config)
-    except (ValueError, TypeError, Busy, QueueFull, QuotaExceeded) as error:
+        data.discover(config.data_dir, config.seed)  # the images themselves, last
+        shared.jobs().submit(space, config, person, units)
+    except REFUSALS as error:
         raise PageError(for_page(str(error))) from None
     return shared.jobs().view(space)
+
+
+def estimate_text(workspace_id: str | None, **values) -> str:
+    """Beside Start: how long a run of these settings would take here, or why it could not start."""
+    space = shared.workspaces().open(workspace_id)
+    if space is None:
+        return ""
+    try:
+        config = config_for(space, nest(values))
+        units, seconds, train_images = estimate(config)
+    except (ValueError, TypeError):
+        return ""
+    if seconds > shared.jobs().max_run_s:
+        return (f"**Too long for this server:** {cost.minutes_text(seconds)} (the most is "
+                f"{shared.jobs().max_run_s / 60:.0f} minutes)")
+    return f"{cost.minutes_text(seconds).capitalize()} on this server ({cost.describe(config, train_images)})"
 
 
 def page_workspace(workspace_id: str | None) -> Workspace:
@@ -106,12 +161,12 @@ def page_workspace(workspace_id: str | None) -> Workspace:
         raise PageError(str(error)) from None
 
 
-def start_pressed(workspace_id: str | None, **values) -> str:
+def start_pressed(workspace_id: str | None, request: gr.Request | None = None, **values) -> str:
     """Start pressed: keep the settings (a reload brings them back), then queue the run."""
     space = page_workspace(workspace_id)
     settings = nest(values)
-    space.settings_file.write_text(json.dumps(settings))
-    view = submit(space, settings)
+    space.settings_file.write_text(json.dumps(settings)[:100_000])
+    view = submit(space, settings, person_of(request))
     return progress_text(view, shared.jobs().overview())
 
 
