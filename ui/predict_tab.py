@@ -74,11 +74,14 @@ def predict_files(workspace_id: str | None, paths: list | None) -> list[dict]:
         raise gr.Error("Add one or more images first.")
     predictors = loaded_predictors(workspace_id)
     results = []
-    for path, name, image, error in decoded(paths):
-        if image is None:
-            results.append({"image": name, "error": error})
-        else:
-            results.append({"image": name, "file": path, **{s: p.predict(image) for s, p in predictors.items()}})
+    try:
+        for path, name, image, error in decoded(paths):
+            if image is None:
+                results.append({"image": name, "error": error})
+            else:
+                results.append({"image": name, "file": path, **{s: p.predict(image) for s, p in predictors.items()}})
+    finally:
+        shared.release_memory()
     return results
 
 
@@ -122,18 +125,22 @@ def explain_files(workspace_id: str | None, paths: list | None, wanted: bool, ra
     if not wanted or not paths:
         return []
     predictors = loaded_predictors(workspace_id)
-    results = []
-    for _, name, image, error in decoded(paths):
-        if image is None:
-            results.append({"image": name, "error": error})
-            continue
-        maps = []
-        for source, predictor in predictors.items():
-            for framework, found in predictor.explain(image, int(rank or 0)).items():
-                label = f"{NAMES[framework]}: {SOURCES[source]}, {text.plain(found['class'], 60)}"
-                maps.append({"label": label, "overlay": explain.overlay(found["image"], found["heatmap"])})
-        results.append({"image": name, "maps": maps})
-    return results
+    try:
+        return [explained(name, image, error, predictors, int(rank or 0)) for _, name, image, error in decoded(paths)]
+    finally:
+        shared.release_memory()
+
+
+def explained(name: str, image, error: str | None, predictors: dict, rank: int) -> dict:
+    """One image's heatmaps from every model, or the error that kept it from being decoded."""
+    if image is None:
+        return {"image": name, "error": error}
+    maps = []
+    for source, predictor in predictors.items():
+        for framework, found in predictor.explain(image, rank).items():
+            label = f"{NAMES[framework]}: {SOURCES[source]}, {text.plain(found['class'], 60)}"
+            maps.append({"label": label, "overlay": explain.overlay(found["image"], found["heatmap"])})
+    return {"image": name, "maps": maps}
 
 
 def download_choices(workspace_id: str | None) -> gr.Dropdown:

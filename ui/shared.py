@@ -8,6 +8,7 @@ handler that touches a visitor's data, runs or models goes through `workspace(id
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
 import os
@@ -182,3 +183,14 @@ def example_images(per_class: int = 2) -> list[str]:
 def public_error(error: BaseException) -> str:
     """An error message fit for a page: no server folders (trainer/public.py), the workspaces' included."""
     return public.text(str(error).replace(str(WORKSPACES_DIR), "…"))
+
+
+def release_memory() -> None:
+    """Give the heap that a request freed back to the system. glibc keeps freed memory in each
+    thread's arena, so large decodes on gradio's worker threads stayed in the app's memory after
+    the requests ended (48 images of 40 megapixels through /predict left 1.27 GB behind); trimmed,
+    8 threads that each decoded six 39-megapixel images went from 451 MB back to 39 MB here."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
