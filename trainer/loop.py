@@ -165,23 +165,29 @@ def run_epochs(framework: str, epochs: int, n_train: int, batch_size: int,
     every = max(1, math.ceil(total_batches / MAX_BATCH_POINTS))
     history, done_batches, images_total, started = [], 0, 0, time.perf_counter()
     val_probabilities = None
+    point_loss, point_images = 0.0, 0  # the batches the next batch event stands for
+
+    def send_point(epoch: int, batch: int) -> None:
+        nonlocal point_loss, point_images
+        elapsed = time.perf_counter() - started
+        on_event({"type": "batch", "framework": framework, "epoch": epoch, "epochs": epochs,
+                  "batch": batch, "batches": batches_per_epoch, "loss": point_loss / point_images,
+                  "images_seen": images_total, "images_per_s": images_total / elapsed, "elapsed_s": elapsed,
+                  "eta_s": elapsed / done_batches * (total_batches - done_batches)})
+        point_loss, point_images = 0.0, 0
+
     for epoch in range(1, epochs + 1):
         epoch_start, loss_sum, seen, correct, data_seconds = time.perf_counter(), 0.0, 0, 0, 0.0
-        point_loss, point_images = 0.0, 0  # the batches the next event stands for
         for batch, (loss, images, right, data_s) in enumerate(train_batches(epoch), 1):
             loss_sum, seen, correct = loss_sum + loss * images, seen + images, correct + right
             point_loss, point_images = point_loss + loss * images, point_images + images
             data_seconds += data_s
             done_batches, images_total = done_batches + 1, images_total + images
+            if batch % every == 0 or batch == batches_per_epoch:
+                send_point(epoch, batch)
             stop = should_stop()
-            if stop or batch % every == 0 or batch == batches_per_epoch:
-                elapsed = time.perf_counter() - started
-                on_event({"type": "batch", "framework": framework, "epoch": epoch, "epochs": epochs,
-                          "batch": batch, "batches": batches_per_epoch, "loss": point_loss / point_images,
-                          "images_seen": images_total, "images_per_s": images_total / elapsed,
-                          "elapsed_s": elapsed,
-                          "eta_s": elapsed / done_batches * (total_batches - done_batches)})
-                point_loss, point_images = 0.0, 0
+            if stop and point_images:
+                send_point(epoch, batch)  # the batches since the last point, before the run ends
             if stop == TIME_UP:
                 on_event({"type": "time_up", "framework": framework, "epoch": epoch, "batch": batch})
                 break
