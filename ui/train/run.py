@@ -138,20 +138,23 @@ def submit(space: Workspace, settings: dict, person: str | None = None) -> RunVi
     return shared.jobs().view(space)
 
 
-def estimate_text(workspace_id: str | None, **values) -> str:
-    """Beside Start: how long a run of these settings would take here, or why it could not start."""
+def estimate_text(workspace_id: str | None, **values) -> tuple:
+    """How long a run of these settings would take here, or why it could not start: in short on the
+    Start button ("Start (~4 min)"), and in a sentence."""
     space = shared.workspaces().open(workspace_id)
     if space is None:
-        return ""
+        return gr.Button(value="Start"), ""
     try:
         config = config_for(space, nest(values))
         units, seconds, train_images = estimate(config)
     except (ValueError, TypeError):
-        return ""
+        return gr.Button(value="Start"), ""
+    minutes = round(seconds / 60)
+    button = gr.Button(value=f"Start (~{minutes} min)" if minutes else "Start (<1 min)")  # one line on a phone
     if seconds > shared.jobs().max_run_s:
-        return (f"**Too long for this server:** {cost.minutes_text(seconds)} (the most is "
-                f"{shared.jobs().max_run_s / 60:.0f} minutes)")
-    return f"{cost.minutes_text(seconds).capitalize()} on this server ({cost.describe(config, train_images)})"
+        return button, (f"**Too long for this server:** {cost.minutes_text(seconds)} (the most is "
+                        f"{shared.jobs().max_run_s / 60:.0f} minutes)")
+    return button, f"{cost.minutes_text(seconds).capitalize()} on this server ({cost.describe(config, train_images)})"
 
 
 def page_workspace(workspace_id: str | None) -> Workspace:
