@@ -146,6 +146,7 @@ class Jobs:
         now: Busy (this workspace has one), QueueFull, OverBudget (this person has their runs)."""
         person = space.person if person is None else person
         with self.lock:
+            self.schedule()  # a run that has just finished must not count as still going
             if self._entry_of(space.id):
                 raise Busy("you already have a run waiting or training: stop it first, or wait for it to end")
             if len(self.waiting) >= self.max_waiting:
