@@ -158,10 +158,10 @@ def _listed_counts(folder: str) -> tuple[int, int]:
     root = data.resolve_root(Path(folder))
     train, val = data.find_split(root, "train"), data.find_split(root, "val")
     files = lambda split: sum(1 for _, entry in walk(split) if entry.is_file() and data.visible(Path(entry.path)))  # noqa: E731
-    if train is None:
-        total = files(root)
-        return total - total // 5, total // 5
-    return (files(train), files(val)) if val else (files(train) - files(train) // 5, files(train) // 5)
+    if train is not None and val is not None:
+        return files(train), files(val)
+    total = files(root if train is None else train)  # one split: 80/20, as data.discover splits it
+    return total - total // 5, total // 5
 
 
 def example_images(per_class: int = 2) -> list[str]:
