@@ -89,6 +89,16 @@ def test_the_page_offers_data_sets_by_name_and_restores_settings(visitor):
     assert train.open_workspace("0" * 32)[0] != visitor  # an unknown id gets a new workspace
 
 
+def test_the_server_chooses_every_runs_precision(visitor, monkeypatch):
+    from ui.train import run
+    space = shared.workspace(visitor)
+    assert run.config_for(space, {"dataset": "server/toy"}).precision == "auto"
+    monkeypatch.setenv("AVP_PRECISION", "float32")  # a CPU-basic Space's path, on a bfloat16 machine
+    assert run.config_for(space, {"dataset": "server/toy"}).precision == "float32"
+    with pytest.raises(ValueError, match="precision cannot be set here"):
+        run.config_for(space, {"dataset": "server/toy", "precision": "bfloat16"})
+
+
 def test_check_data_names_problems_without_server_folders(visitor):
     assert "unknown data set" in train.check_data(visitor, "server/nothing")
     assert "2 classes" in train.check_data(visitor, "server/toy")

@@ -42,6 +42,12 @@ def use_bfloat16(precision: str, on_gpu: bool) -> bool:
     return precision == "bfloat16" or (precision == "auto" and (on_gpu or cpu_has_bfloat16()))
 
 
+def server_precision() -> str:
+    """The precision a server's runs take (`AVP_PRECISION`: auto, the default, bfloat16 or float32):
+    visitors do not choose it; float32 on a machine with native bfloat16 runs the CPU-basic Space's path."""
+    return os.environ.get("AVP_PRECISION", "auto").strip().lower() or "auto"
+
+
 def compile_backbone(bfloat16: bool, on_gpu: bool, frozen: bool) -> bool:
     """Whether a frozen backbone runs in its framework's compiler (torch.compile with frozen weights,
     XLA) rather than eagerly: `AVP_BACKBONE_ENGINE` eager, compiled, or auto (the default): compiled

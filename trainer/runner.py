@@ -15,7 +15,7 @@ import numpy as np
 
 from trainer import __version__, data, frameworks, loop, weights
 from trainer.bank import FeatureBank
-from trainer.config import TrainConfig, machine_has_nvidia_gpu
+from trainer.config import TrainConfig, machine_has_nvidia_gpu, server_precision
 from trainer.frameworks import backend
 
 MAX_MISCLASSIFIED = 48
@@ -74,7 +74,7 @@ def warm_up(config: TrainConfig | None = None) -> dict:
     the same weights and size reuses it (the backends keep it per process). Framework -> seconds
     spent (loading the weights included); a framework that cannot build or compile (no weights
     offline) is left for its run to report."""
-    config = config or TrainConfig()
+    config = config or TrainConfig(precision=server_precision())
     seconds = {}
     for framework in config.frameworks:
         module = backend(framework)

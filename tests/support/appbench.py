@@ -31,7 +31,7 @@ def app_figures(models: str, config: TrainConfig) -> dict:
     figures = {}
     with tempfile.TemporaryDirectory() as workspaces, tempfile.TemporaryDirectory() as bank:
         folders = {"models_dir": models, "workspaces_dir": workspaces, "data_dir": config.data_dir,
-                   "env": {"AVP_CACHE_DIR": bank}}
+                   "env": {"AVP_CACHE_DIR": bank, "AVP_PRECISION": config.precision}}
         ready = []
         for _ in range(APP_STARTS - 1):
             app = start_app(**folders)

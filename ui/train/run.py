@@ -21,7 +21,7 @@ from classroom.jobs import Busy, QueueFull, RunView, TooLong
 from classroom.people import OverBudget, person_of
 from classroom.workspace import QuotaExceeded, Workspace, folder_bytes
 from trainer import data, weights
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, server_precision
 from ui import shared
 from ui.train.progress import for_page, progress_text
 
@@ -99,7 +99,8 @@ def config_for(space: Workspace, settings: dict) -> TrainConfig:
     if values.get("weights", "imagenet") not in ("imagenet", "none"):
         raise ValueError("weights must be imagenet or none")
     folder = shared.dataset_path(values.pop("dataset", None), space)
-    config = TrainConfig.from_dict({**values, "data_dir": str(folder), "out_dir": str(space.models)}).validate()
+    config = TrainConfig.from_dict({**values, "data_dir": str(folder), "out_dir": str(space.models),
+                                     "precision": server_precision()}).validate()
     outside = [f"{name} must be from {low} to {high} here, got {getattr(config, name)}"
                for name, (low, high) in RANGES.items() if not low <= getattr(config, name) <= high]
     if outside:
