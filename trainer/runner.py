@@ -69,12 +69,13 @@ def train(config: TrainConfig, on_event=loop.ignore, should_stop=loop.never, ban
 
 
 def warm_up(config: TrainConfig | None = None) -> dict:
-    """Compile each framework's frozen backbone for `config` (default: the Train tab's defaults) now,
+    """Compile each framework's frozen backbone for `config` (default: the Train tab's defaults, the
+    server's precision, random initialisation where ImageNet weights cannot be had) now,
     where its engine is a compiler: a warm worker pays this once, as it starts, and every run with
     the same weights and size reuses it (the backends keep it per process). Framework -> seconds
     spent (loading the weights included); a framework that cannot build or compile (no weights
     offline) is left for its run to report."""
-    config = config or TrainConfig(precision=server_precision())
+    config = config or TrainConfig(precision=server_precision(), weights=weights.default_choice())
     seconds = {}
     for framework in config.frameworks:
         module = backend(framework)

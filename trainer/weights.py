@@ -70,6 +70,12 @@ def status(framework: str) -> str:
     return "downloadable" if reachable(framework) else "unavailable"
 
 
+def default_choice() -> str:
+    """The weights a run starts from unless told otherwise: imagenet where every framework's can be
+    had, else none (random initialisation), so that a first Start on an offline server trains."""
+    return "imagenet" if all(status(name) != "unavailable" for name in frameworks.NAMES) else "none"
+
+
 def identity(config, pretrained: bool) -> str:
     """Which backbone weights a run used, for the feature bank's key: random ones depend on the seed,
     a weights file on its bytes."""
