@@ -22,8 +22,12 @@ APP_STARTS = 3  # the app's start-up is the median of this many starts
 def app_figures(models: str, config: TrainConfig) -> dict:
     """The app's figures, in seconds and MB:
     - app_ready_each_s: from `python app.py` to the page answering, each of APP_STARTS starts;
+    - warm_worker_ready_s: from `python app.py` to its warm worker ready (frameworks imported,
+      backbone compiled for the defaults);
     - first_chart_point_s: from Start at the Train tab's defaults (both frameworks, 224 px, every
-      image, augmentation on; weights none, which trains the same network) to the first chart point;
+      image, augmentation on; weights none, which trains the same network) to the first chart point,
+      the warm worker ready (as when a lesson starts); first_chart_point_at_start_s: the same, Start
+      pressed the moment the page first answers (the warm worker still starting);
     - first_run_s: Start -> finished for such a default run, the feature bank cold;
     - first_point_warm_s, second_run_s: Start -> first chart point and -> finished for an identical
       second run (a warm worker, the bank warm);
@@ -33,13 +37,17 @@ def app_figures(models: str, config: TrainConfig) -> dict:
         folders = {"models_dir": models, "workspaces_dir": workspaces, "data_dir": config.data_dir,
                    "env": {"AVP_CACHE_DIR": bank, "AVP_PRECISION": config.precision}}
         ready = []
-        for _ in range(APP_STARTS - 1):
+        for start in range(APP_STARTS - 1):
             app = start_app(**folders)
+            if not start:  # a Start the moment the page answers: the warm worker still importing
+                visitor = Visitor(app.url)
+                figures["first_chart_point_at_start_s"] = first_chart_point(visitor, visitor.datasets()[0])
             app.stop()
             ready.append(app.ready_s)
         app = start_app(**folders)
         figures["app_ready_each_s"] = [*ready, app.ready_s]
         try:
+            figures["warm_worker_ready_s"] = app.ready_s + warm_worker_ready(Path(workspaces))
             visitor = Visitor(app.url)
             dataset = visitor.datasets()[0]
             figures["first_chart_point_s"] = first_chart_point(visitor, dataset)
@@ -53,6 +61,18 @@ def app_figures(models: str, config: TrainConfig) -> dict:
         finally:
             app.stop()
     return figures
+
+
+def warm_worker_ready(workspaces: Path, timeout_s: float = 600) -> float:
+    """Seconds from now until the app's warm worker says it is ready (frameworks imported, backbone
+    compiled): when a class's first student arrives, a Space has long been up."""
+    log = workspaces / ".keep-queue" / "warm-workers.log"
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        if log.is_file() and ": ready" in log.read_text(errors="replace"):
+            return time.perf_counter() - started
+        time.sleep(0.1)
+    raise TimeoutError(f"no warm worker was ready after {timeout_s:.0f} s: {log}")
 
 
 def timed_run(visitor: Visitor, dataset: str) -> tuple[float, float]:
