@@ -76,6 +76,22 @@ def test_a_run_names_its_engine_and_trains_as_the_eager_one(framework, tiny_conf
     assert results["compiled"] == pytest.approx(results["eager"], rel=1e-3, abs=1e-5)
 
 
+@pytest.mark.slow
+def test_a_run_after_the_warm_up_compiles_nothing_more(tiny_config, tmp_path, monkeypatch):
+    """A warm worker compiles the backbone as it starts (runner.warm_up); a run with the same weights
+    and size then reuses it for its training batches and its validation (a second compile would
+    cost a student tens of seconds before the first chart point)."""
+    import torch._dynamo.utils
+
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "compiled")
+    config = tiny_config.with_changes(framework="pytorch", image_size=64, precision="float32", epochs=1,
+                                      out_dir=str(tmp_path))
+    assert set(runner.warm_up(config)) == {"pytorch"}
+    compiles = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    runner.train(config)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiles
+
+
 def test_the_bank_keeps_the_engines_apart(tiny_config):
     class Arrays:
         x_train, x_val = np.zeros((4, 8, 8, 3), np.uint8), np.zeros((2, 8, 8, 3), np.uint8)

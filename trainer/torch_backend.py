@@ -197,7 +197,10 @@ def _engine_features(model: nn.Module, x: torch.Tensor, engine: str) -> torch.Te
     size = model.engine_batch
     if len(x) > size:
         return torch.cat([_engine_features(model, x[i:i + size], engine) for i in range(0, len(x), size)])
-    padded = torch.cat([x, x.new_zeros((size - len(x), *x.shape[1:]))]) if len(x) < size else x
+    # Always a tensor made here, under the callers' inference mode: the compiled graph's guards
+    # check the input's dispatch keys, so an input made outside it (the warm-up's, the validation's)
+    # and one made inside it (a training batch's) would each compile the backbone, for tens of seconds.
+    padded = torch.cat([x, x.new_zeros((size - len(x), *x.shape[1:]))]) if len(x) < size else x.clone()
     from torch._inductor import config as inductor  # loaded with torch.compile, not before
 
     compiled = _compiled_backbone(model, tuple(padded.shape))
