@@ -156,23 +156,75 @@ ENGINES = ("eager", "compiled")  # the framework's own pass, its compiler (train
 def engine_figures(module: Backend, model, images: np.ndarray, config: TrainConfig) -> dict:
     """The backbone's forward pass in each engine, in turns (eager, compiled, eager, ...: the machine's
     drift hits both alike), the median of ROUNDS passes each; the compiled engine's first call
-    (compile_s: tracing and compiling, or loading them from inductor's cache on disk)."""
+    (compile_s: tracing and compiling, or loading them from inductor's cache on disk). ONNX Runtime
+    takes its turn too where it can be measured (`onnx_runtime_pass`)."""
     app_engine = getattr(model, "engine", "eager")
     first = {engine: time.perf_counter() for engine in ENGINES}
     runs = {}
     for engine in ENGINES:  # the first call of each: tracing, compiling, kernel selection
         runs[engine] = forward_pass(module, model, images, config, engine)
         first[engine] = time.perf_counter() - first[engine]
-    img_s = {engine: [] for engine in ENGINES}
+    outside = onnx_runtime_pass(module, model, images, config)
+    if outside is not None:
+        runs["onnxruntime"] = outside
+    img_s = {engine: [] for engine in runs}
     for _ in range(ROUNDS):
-        for engine in ENGINES:
-            img_s[engine].append(runs[engine]())
+        for engine, run in runs.items():
+            img_s[engine].append(run())
     median = {engine: float(np.median(values)) for engine, values in img_s.items()}
     best = max(median, key=median.get)
     print(f"{module.FRAMEWORK}: backbone img/s in turns {img_s}", file=sys.stderr)
     return {"backbone_img_s": median[app_engine], "eager_img_s": median["eager"],
             "compiled_img_s": median["compiled"], "limit_img_s": median[best], "limit_engine": best,
-            "compile_s": first["compiled"]}
+            "compile_s": first["compiled"],
+            **({"onnxruntime_img_s": median["onnxruntime"]} if "onnxruntime" in median else {})}
+
+
+def onnx_runtime_pass(module: Backend, model, images: np.ndarray, config: TrainConfig):
+    """`timed() -> img/s` of the PyTorch backbone exported to ONNX and run by ONNX Runtime (float32,
+    the CPU's threads), or None where that cannot be measured: another framework (Keras 3 has no
+    ONNX exporter that runs here), bfloat16, a GPU, or onnxruntime / onnxscript not installed (they
+    are not the app's: `pip install onnxruntime onnxscript` to measure this engine too). The export
+    is checked against the framework's own features before it is timed."""
+    on_cpu = module.select_device(config.device) == "cpu"
+    if module.FRAMEWORK != "pytorch" or getattr(model, "bfloat16", True) or not on_cpu:
+        return None
+    try:
+        import onnxruntime
+        import onnxscript  # noqa: F401 - torch.onnx.export(dynamo=True) needs it
+    except ImportError:
+        return None
+    import torch
+
+    batch = config.batch_size
+    tensors = [module.preprocess(images[i:i + batch]).contiguous() for i in range(0, len(images) - batch + 1, batch)]
+
+    class Backbone(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return module._backbone_features(self.model, x)
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "backbone.onnx")
+        torch.onnx.export(Backbone().eval(), (tensors[0],), path, dynamo=True)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    arrays = [x.numpy() for x in tensors]
+    reference = module.backbone(model, "eager")(tensors[0])
+    np.testing.assert_allclose(session.run(None, {name: arrays[0]})[0], reference, rtol=1e-4,
+                               atol=1e-5 * np.abs(reference).max())
+
+    def timed() -> float:
+        started = time.perf_counter()
+        for x in arrays:
+            session.run(None, {name: x})
+        return len(arrays) * batch / (time.perf_counter() - started)
+    return timed
 
 
 def forward_pass(module: Backend, model, images: np.ndarray, config: TrainConfig, engine: str | None = None):
@@ -331,7 +383,8 @@ def print_table(figures: dict) -> None:
         print(f"{'':<10}warm-bank epoch {f['bank_epoch_s']:.3f} s against {f['train_epoch_s']:.1f} s augmented: "
               f"{f['train_epoch_s'] / f['bank_epoch_s']:.0f}x")
         print(f"{'':<10}backbone: {f['backbone_engine']} {f['backbone_img_s']:.1f} img/s, eager "
-              f"{f['eager_img_s']:.1f}, compiled {f['compiled_img_s']:.1f} (first call {f['compile_s']:.1f} s); "
+              f"{f['eager_img_s']:.1f}, compiled {f['compiled_img_s']:.1f} (first call {f['compile_s']:.1f} s)"
+              + (f", ONNX Runtime {f['onnxruntime_img_s']:.1f}" if "onnxruntime_img_s" in f else "") + "; "
               f"app / best measured {f['backbone_img_s'] / f['limit_img_s']:.2f}")
     print(f"predict both, one image, warm: {figures['predict_both_s']:.3f} s")
     print("CPU flags: " + ", ".join(flag for flag, present in figures["cpu_flags"].items() if present))
