@@ -100,3 +100,19 @@ def test_the_bank_evicts_the_least_recently_used_past_its_cap(tmp_path):
     bank.put("c", features)
     assert sorted(p.stem for p in bank.root.glob("*.npz")) == ["a", "c"]
     assert bank.get("c", 99) is None and not (bank.root / "c.npz").exists()  # wrong shape: not trusted
+
+
+def test_whole_numbers_and_floats_of_the_same_augmentation_share_a_key(tiny_config, bank):
+    """The page's sliders send 10, the defaults and the API 10.0: the same augmentation, one entry."""
+    from types import SimpleNamespace
+
+    from trainer.config import TrainConfig
+    arrays = SimpleNamespace(x_train=np.zeros((4, 8, 8, 3), np.uint8), x_val=np.ones((2, 8, 8, 3), np.uint8))
+    info = {"library": "x", "weights_id": "random:seed=42", "precision": "float32", "engine": "eager"}
+    as_given = {"shear_deg": 10, "zoom_min": 1, "zoom_max": 2, "rotation_deg": 0, "shift": 0}
+    ints = TrainConfig.from_dict({**tiny_config.to_dict(), "augment": as_given})
+    floats = TrainConfig.from_dict({**tiny_config.to_dict(),
+                                    "augment": {k: float(v) for k, v in as_given.items()}})
+    key = lambda config, view: bank.for_run("pytorch", config, info, arrays).key("train", view)  # noqa: E731
+    assert key(ints, 0) == key(floats, 0) and key(ints, 1) == key(floats, 1)
+    assert key(ints, 0) != key(floats.with_changes(augment=AugmentConfig(shear_deg=10.5)), 0)

@@ -18,8 +18,8 @@ from conftest import ROOT, make_dataset
 pytestmark = pytest.mark.slow
 
 
-def run(*args, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def run(*args, timeout=300, **env):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env}
     return subprocess.run([sys.executable, "-m", "trainer", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -79,6 +79,35 @@ def test_train_both_then_predict_json(dataset, tmp_path):
 
     result = run("predict", "--models", models, image)
     assert result.returncode == 0 and "keras" in result.stdout and " ms)" in result.stdout
+
+
+def test_warm_trains_the_reference_models_and_the_next_train_reads_the_bank(tmp_path):
+    """Before class: `warm` without --data or --out uses $AVP_DATA_DIR's data set and $AVP_MODELS_DIR,
+    needs the tick for random initialisation, and fills the bank that the next `train` reads."""
+    make_dataset(tmp_path / "server" / "toy")
+    env = {"AVP_DATA_DIR": str(tmp_path / "server"), "AVP_MODELS_DIR": str(tmp_path / "reference"),
+           "AVP_CACHE_DIR": str(tmp_path / "bank")}
+    small = ("--epochs", 1, "--image-size", 32, "--batch-size", 4, "--head-units", 16, "--weights", "none")
+    result = run("warm", *small, **env)
+    assert result.returncode == 2 and "allow it explicitly (--allow-random-init" in result.stderr
+    assert not (tmp_path / "reference").exists()
+
+    result = run("warm", *small, "--allow-random-init", **env)
+    assert result.returncode == 0, result.stderr
+    assert "pytorch then keras, 12 training and 6 validation images, 1 epoch at 32 px" in result.stdout
+    assert "estimate: about" in result.stdout
+    assert "warm-up done in" in result.stdout and "reference models are randomly initialised" in result.stdout
+    for framework in ("keras", "pytorch"):
+        metadata = json.loads((tmp_path / "reference" / framework / "metadata.json").read_text())
+        assert metadata["warm_up"] is True and metadata["config"]["out_dir"] == str(tmp_path / "reference")
+    assert sorted(p.name for p in (tmp_path / "reference").iterdir()) == ["keras", "pytorch"]
+    assert len(list((tmp_path / "bank").glob("*.npz"))) == 4
+
+    result = run("train", *small, "--data", tmp_path / "server" / "toy", "--out", tmp_path / "student", **env)
+    assert result.returncode == 0, result.stderr
+    for framework in ("keras", "pytorch"):
+        assert (f"{framework}: augmented features: 1 of 1 epochs from the bank; validation features from the bank"
+                in result.stdout)
 
 
 def test_train_refuses_bad_settings_and_data(tmp_path):

@@ -131,6 +131,13 @@ class FeatureBank:
         return RunViews(self, framework, config, info, arrays)
 
 
+def augment_key(augment) -> dict:
+    """The augmentation settings as the key holds them: numbers as floats, so a slider's 10 and the
+    defaults' 10.0 (the same augmentation) find the same entries."""
+    return {name: float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+            for name, value in augment.to_dict().items()}
+
+
 class RunViews:
     """One run's keys: view e of the training set, and the validation set."""
 
@@ -141,7 +148,7 @@ class RunViews:
                      "weights": info.get("weights_id"), "precision": info.get("precision"),
                      "engine": info.get("engine"), "image_size": config.image_size}
         self.train_part = {"data": digest_of(arrays.x_train), "seed": config.seed if augment else None,
-                           "augment": config.augment.to_dict() if augment else None}
+                           "augment": augment_key(config.augment) if augment else None}
         self.val_part = {"data": digest_of(arrays.x_val)}
         self.rows = {"train": len(arrays.x_train), "val": len(arrays.x_val)}
         self.from_bank = {"train": 0, "val": 0}

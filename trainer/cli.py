@@ -1,8 +1,9 @@
-"""Command line: `python -m trainer {fetch-data,check-data,train,predict,bench} ...`.
+"""Command line: `python -m trainer {fetch-data,check-data,train,warm,predict,bench} ...`.
 
     python -m trainer fetch-data --dest data
     python -m trainer check-data data            # or a .zip of class folders
     python -m trainer train --framework both --data data --out models --epochs 3
+    python -m trainer warm --data data            # before class: reference models + feature bank
     python -m trainer predict --models models [--json] image.jpg ...
     python -m trainer bench --data data --limit 128
 """
@@ -11,16 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
 import threading
+import time
 from dataclasses import fields
 from pathlib import Path
 
 from trainer import frameworks
 from trainer.augment import HELP as AUGMENT_HELP, AugmentConfig
-from trainer.config import DEVICE_CHOICES, HELP, PRECISION_CHOICES, TrainConfig, default_data_dir
+from trainer.config import DEVICE_CHOICES, HELP, PRECISION_CHOICES, TrainConfig, default_data_dir, server_precision
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +54,14 @@ def add_augment_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar=("MIN", "MAX"), help=f"{say['zoom_min']}, {say['zoom_max']}")
     parser.add_argument("--no-hflip", dest="augment.hflip", action="store_false", help=f"no {say['hflip']}")
     parser.add_argument("--vflip", dest="augment.vflip", action="store_true", help=say["vflip"])
+
+
+def default_dataset() -> str:
+    """The warm-up's data set by default: the server's first (the Train tab's default), from
+    $AVP_DATA_DIR (or ./data)."""
+    from trainer import data
+    found = data.datasets_in(default_data_dir())
+    return str(next(iter(found.values()))) if found else default_data_dir()
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -117,6 +128,46 @@ def cmd_train(args) -> int:
     progress.close()
     print_summary(results)
     return 130 if any(r["stopped"] for r in results.values()) or stop.is_set() else 0
+
+
+def cmd_warm(args) -> int:
+    """Before class: train the reference models at the class's settings into $AVP_MODELS_DIR (or
+    --out), filling the feature bank on the way (trainer/warm.py)."""
+    from trainer import data, warm, weights
+    from trainer.bank import FeatureBank
+    try:
+        config, random_init = warm.prepare(config_from_args(args))
+        train_images, val_images = warm.image_counts(config)
+    except (ValueError, weights.WeightsUnavailable, data.DataError) as error:
+        print(f"warm: {error}", file=sys.stderr)
+        return 2
+    bank = FeatureBank.from_env()
+    passes = warm.backbone_passes(config, train_images, val_images)
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    print(f"warm-up: {' then '.join(config.frameworks)}, {train_images} training and {val_images} validation "
+          f"images, {epochs} at {config.image_size} px, batch {config.batch_size}: {passes:,} images through "
+          "the backbones; the estimate follows the first batches")
+    print(f"reference models: {config.out_dir}; feature bank: "
+          + (str(bank.root) if bank else "off (AVP_CACHE_DIR=off): students' runs will not be faster"))
+    if random_init:
+        print(f"note: {warm.RANDOM_INIT_NOTE}")
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: (stop.set(), print("\nstopping after this batch...", file=sys.stderr)))
+    progress = WarmProgress(config, passes)
+    try:
+        outcome = warm.warm(config, progress, stop.is_set, bank)
+    except Exception as error:  # data, weights or settings problems: one clear line, no traceback
+        progress.close()
+        print(f"warm: {type(error).__name__}: {error}; the reference models were left as they were", file=sys.stderr)
+        return 1
+    progress.close()
+    print_summary(outcome["results"])
+    if not outcome["installed"]:
+        print("warm: the warm-up did not finish; the reference models were left as they were", file=sys.stderr)
+        return 130 if stop.is_set() else 1
+    print(f"warm-up done in {progress.elapsed_s():.0f} s: reference models in {config.out_dir}"
+          + (f" ({warm.RANDOM_INIT_NOTE})" if random_init else ""))
+    return 0
 
 
 def cmd_predict(args) -> int:
@@ -193,6 +244,40 @@ class ProgressBars:
             self.bar = None
 
 
+class WarmProgress(ProgressBars):
+    """A warm-up's event sink: one bar over both frameworks' batches, and an estimate of the whole
+    warm-up printed once the first batches have measured this machine's speed."""
+
+    def __init__(self, config, passes: int):
+        super().__init__()
+        self.config, self.passes, self.started = config, passes, time.monotonic()
+        self.estimated = False
+
+    def __call__(self, event: dict) -> None:
+        from tqdm import tqdm
+        if event["type"] != "batch":
+            if event["type"] not in ("epoch", "stopped"):  # the whole warm-up's bar stays
+                super().__call__(event)
+            elif event["type"] == "epoch":
+                tqdm.write(f"{event['framework']} epoch {event['epoch']}: val acc {event['val_accuracy']:.3f} "
+                           f"| {event['seconds']:.1f} s")
+            return
+        per_framework = event["epochs"] * event["batches"]
+        if self.bar is None:
+            self.bar = tqdm(total=per_framework * len(self.config.frameworks), unit="batch", desc="warm-up")
+        index = self.config.frameworks.index(event["framework"])
+        self.bar.n = index * per_framework + (event["epoch"] - 1) * event["batches"] + event["batch"]
+        self.bar.set_postfix(framework=event["framework"], img_s=f"{event['images_per_s']:.1f}")
+        if not self.estimated and event["batch"] >= min(4, event["batches"]):  # past the first batch's set-up
+            self.estimated = True
+            seconds = self.passes / max(event["images_per_s"], 1e-6)
+            tqdm.write(f"estimate: about {max(1, round(seconds / 60))} min for the whole warm-up "
+                       f"({event['images_per_s']:.1f} images/s on the first batches)")
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+
 def print_summary(results: dict) -> None:
     header = f"{'framework':<10}{'epochs':>7}{'s/epoch':>9}{'img/s':>8}{'val acc':>9}{'best':>7}  pretrained  saved to"
     print("\n" + header + "\n" + "-" * len(header))
@@ -223,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("train", help="fine-tune ResNet-50 in keras, pytorch or both")
     add_train_arguments(p)
     p.set_defaults(run=cmd_train)
+    p = commands.add_parser("warm", help="before class: train the reference models and fill the feature bank")
+    add_train_arguments(p)
+    p.set_defaults(run=cmd_warm, out_dir=os.environ.get("AVP_MODELS_DIR", "models"), precision=server_precision(),
+                   data_dir=default_dataset())
     p = commands.add_parser("predict", help="class probabilities from every saved model")
     p.add_argument("--models", default="models", help="models folder (as train --out)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")

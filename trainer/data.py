@@ -244,6 +244,25 @@ def find_split(root: Path, split: str) -> Path | None:
     return next((by_name[n] for n in SPLIT_NAMES[split] if n in by_name), None)
 
 
+def datasets_in(root: str | Path) -> dict[str, Path]:
+    """Name -> folder of each data set in `root`: `root` itself when it is one, else each folder in it
+    that is one (a server's `AVP_DATA_DIR`). A cheap look: nothing is decoded."""
+    root = Path(root)
+    if not root.is_dir():
+        return {}
+    if is_dataset(root):
+        return {root.resolve().name: root}
+    return {p.name: p for p in subfolders(root) if is_dataset(p)}
+
+
+def is_dataset(folder: Path) -> bool:
+    """A train split, or at least two class folders (without train splits of their own)."""
+    if find_split(folder, "train") is not None:
+        return True
+    classes = subfolders(folder)
+    return len(classes) >= 2 and not any(find_split(c, "train") for c in classes)
+
+
 def resolve_root(root: Path) -> Path:
     """Look into a single wrapping folder (`avp.zip` -> `avp/train/...`)."""
     while True:

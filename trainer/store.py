@@ -60,6 +60,40 @@ def save_atomically(models: str | Path, framework: str, write_model: Callable[[P
     return final
 
 
+def install(staged: dict[str, Path], models: str | Path) -> dict[str, Path]:
+    """Put complete saved models (framework -> folder, anywhere) in place in `models`, all or none:
+    each is first moved (or, from another disk, copied) to a staging folder beside its place, and
+    only when every one is there are they swapped in, each with two renames (as `save_atomically`).
+    A model that is not complete (no model file or metadata) is refused with ValueError before
+    anything in `models` changes. Return framework -> its folder in `models`."""
+    missing = [fw for fw, folder in staged.items()
+               if saved_file(folder, fw) is None or not (Path(folder) / METADATA).is_file()]
+    if missing:
+        raise ValueError(f"no complete saved model to install for {', '.join(missing)}")
+    models = Path(models)
+    models.mkdir(parents=True, exist_ok=True)
+    staging = {}
+    try:
+        for framework, folder in staged.items():
+            target = Path(tempfile.mkdtemp(prefix=f".staging-{framework}-", dir=models))
+            staging[framework] = target
+            try:
+                os.replace(folder, target)  # the same disk: a rename
+            except OSError:
+                shutil.copytree(folder, target, dirs_exist_ok=True)
+        for framework, target in staging.items():
+            final, old = model_dir(models, framework), models / f".old-{framework}"
+            shutil.rmtree(old, ignore_errors=True)
+            if final.exists():
+                os.replace(final, old)
+            os.replace(target, final)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        for target in staging.values():
+            shutil.rmtree(target, ignore_errors=True)
+    return {framework: model_dir(models, framework) for framework in staged}
+
+
 def recover(models: str | Path) -> None:
     """Finish a swap that a crash interrupted: put the previous model back where it belongs."""
     models = Path(models)

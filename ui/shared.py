@@ -1,7 +1,8 @@
 """What the app's visitors share, and the one way to reach what is theirs.
 
-Shared: the Space's reference models (`AVP_MODELS_DIR`, written by the owner with the CLI, never by
-the app), the server's data sets (`AVP_DATA_DIR`), the training queue, and loaded models.
+Shared: the Space's reference models (`AVP_MODELS_DIR`, written by the owner with the CLI, or by
+the teacher's warm-up, ui/warmup.py, the one way the app writes them), the server's data sets
+(`AVP_DATA_DIR`), the training queue, and loaded models.
 Per visitor: a workspace (classroom/workspace.py) found from the id kept in their browser; every
 handler that touches a visitor's data, runs or models goes through `workspace(id)`.
 """
@@ -94,25 +95,24 @@ def predictor(models_dir: Path | None = None):
         return _predictors[folder]
 
 
+def forget_predictor(models_dir: Path | None = None) -> None:
+    """Drop a models folder's loaded models (the reference ones by default): the next prediction
+    loads what is on disk now (after a warm-up installed new reference models)."""
+    with _predictors_lock:
+        _predictors.pop(Path(models_dir or MODELS_DIR), None)
+
+
 # ---------------------------------------------------------------- data sets
 
 def server_datasets() -> dict[str, Path]:
     """Name -> folder of each data set on the server: `AVP_DATA_DIR` itself when it is one, else
-    each folder in it that is one. Visitors choose them by name."""
-    root = Path(default_data_dir())
-    if not root.is_dir():
-        return {}
-    if is_dataset(root):
-        return {root.resolve().name: root}
-    return {p.name: p for p in data.subfolders(root) if is_dataset(p)}
+    each folder in it that is one (trainer/data.py `datasets_in`). Visitors choose them by name."""
+    return data.datasets_in(default_data_dir())
 
 
 def is_dataset(folder: Path) -> bool:
     """Cheap look (nothing decoded): a train split, or at least two class folders."""
-    if data.find_split(folder, "train") is not None:
-        return True
-    classes = data.subfolders(folder)
-    return len(classes) >= 2 and not any(data.find_split(c, "train") for c in classes)
+    return data.is_dataset(folder)
 
 
 def dataset_choices(space: Workspace | None) -> list[tuple[str, str]]:
