@@ -81,7 +81,7 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
                 delete_button = gr.Button("Delete this upload", size="sm")
                 fetch_button = gr.Button("Download the AvP images", size="sm")
             data_md = gr.Markdown(elem_id="data-check")
-            weights_md = gr.Markdown()
+            weights_md = gr.Markdown(elem_id="weights-note")
             with gr.Accordion("Settings", open=True):
                 form = settings_form(d)
         with gr.Column(scale=2, min_width=320):
@@ -130,7 +130,8 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
 
     def restore(workspace_id, request: gr.Request):
         space_id, values = run.open_workspace(workspace_id, request)
-        return [space_id, *(values.get(name, gr.skip()) for name in settings)]
+        shown = datasets.weights_text(values.get("weights", form["weights"].value))  # the choice it restores
+        return [space_id, *(values.get(name, gr.skip()) for name in settings), shown]
 
-    return [(datasets.weights_text, None, weights_md), (restore, browser, [browser, *restorable]),
+    return [(restore, browser, [browser, *restorable, weights_md]),
             (poll, [browser, seen], list(view.values()))]
