@@ -38,3 +38,14 @@ def test_where_imagenet_weights_cannot_be_had_a_first_start_trains_from_random_i
     assert train.open_workspace(visitor)[1]["weights"] == "none"  # a visitor's own choice, saved at Start, wins
     assert "weights" not in train.open_workspace(shared.workspaces().create().id)[1]  # the form's imagenet
 
+
+def test_the_bank_line_of_a_first_run_does_not_read_as_a_failure(tiny_config):
+    from types import SimpleNamespace
+
+    from trainer.runner import bank_message
+    result = {"history": [{}, {}]}
+    cold = bank_message(SimpleNamespace(from_bank={"train": 0, "val": 0}), tiny_config, result)
+    assert cold.startswith("augmented features computed fresh (the first run with these settings)")
+    assert " 0 of " not in cold
+    warm = bank_message(SimpleNamespace(from_bank={"train": 2, "val": 1}), tiny_config, result)
+    assert warm == "augmented features of all 2 epochs from the feature bank; validation features from the bank"
