@@ -20,7 +20,7 @@ def test_one_colour_per_framework_and_the_previous_run_paler():
     colours = charts.colour_map(loss["series"])
     assert set(colours) == set(loss["series"]) and colours["keras"] == "#d00000" and colours["pytorch"] == "#ee8c00"
     assert len(set(colours.values())) == len(colours)
-    assert charts.legend(loss["series"]) == ["keras", "pytorch"]
+    assert charts.legend(loss["series"]) == ["keras", "keras (previous run)", "pytorch"]  # the pale line named
 
 
 def test_the_colour_map_changes_when_a_series_appears():

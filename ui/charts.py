@@ -67,8 +67,9 @@ def colour_map(names) -> dict[str, str]:
 
 
 def legend(names) -> list[str]:
-    """The series the legend names: this run's frameworks (a phone has room for two)."""
-    return [name for name in sorted(set(names)) if name in COLOURS]
+    """The series the legend names: this run's frameworks and the previous run's pale lines (the
+    darker validation lines are said in the key under the chart)."""
+    return [name for name in sorted(set(names)) if name in COLOURS or name.endswith(" (previous run)")]
 
 
 def confusion_figure(summaries: list[dict]):
