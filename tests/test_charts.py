@@ -23,6 +23,19 @@ def test_one_colour_per_framework_and_the_previous_run_paler():
     assert charts.legend(loss["series"]) == ["keras", "keras (previous run)", "pytorch"]  # the pale line named
 
 
+def test_the_confusion_matrices_name_themselves_above_both_titles():
+    """The figure carries its own title (the plot's label covered the second matrix's title)."""
+    ends = [{"framework": fw, "classes": ["alien", "predator"], "confusion": [[5, 1], [2, 4]]}
+            for fw in ("keras", "pytorch")]
+    figure = charts.confusion_figure(ends)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == ["Keras (validation)", "PyTorch (validation)"]
+    assert figure.get_suptitle().startswith("Confusion matrices")
+    figure.canvas.draw()
+    heading = figure._suptitle.get_window_extent()
+    assert all(heading.y0 >= ax.title.get_window_extent().y1 - 1 for ax in figure.axes)  # above, not over
+
+
 def test_the_colour_map_changes_when_a_series_appears():
     """The browser redraws a plot's colours only when its settings change: a new framework must
     change the map, or its line is drawn in no colour."""

@@ -89,7 +89,10 @@ def confusion_figure(summaries: list[dict]):
         names = [tick_label(c) for c in classes]
         ax.set_xticks(range(len(classes)), names, rotation=30)
         ax.set_yticks(range(len(classes)), names)
-        ax.set(title=f"{summary['framework']} (validation)", xlabel="predicted", ylabel="true")
+        name = frameworks.DISPLAY.get(summary["framework"], summary["framework"])
+        ax.set(title=f"{name} (validation)", xlabel="predicted", ylabel="true")
+    # The figure names itself: a label over the plot would cover the first matrix's title.
+    figure.suptitle("Confusion matrices: validation images, true class against predicted")
     figure.tight_layout()
     plt.close(figure)
     return figure

@@ -92,7 +92,7 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
                               elem_id="disagree-box") as disagree_box:
                 disagreements = gr.Gallery(label="Disagreements (validation)", columns=3, height=300,
                                            elem_id="disagreements")
-            confusion = gr.Plot(label="Confusion matrices (validation)")
+            confusion = gr.Plot(label="Confusion matrices (validation)", show_label=False, elem_id="confusion")
             mistakes = gr.Gallery(label="Misclassified validation images", columns=3, height=300)
     seen = gr.State("")
     timer = gr.Timer(POLL_S)
