@@ -112,6 +112,8 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
 
     upload.upload(datasets.upload_zip, [browser, upload], [dataset, data_md], api_name="upload_data")
     check_button.click(datasets.check_data, [browser, dataset], data_md, api_visibility="private")
+    # The data check follows the visitor's choice (an upload's check, with its skipped entries, stays).
+    dataset.input(datasets.check_data, [browser, dataset], data_md, api_visibility="private")
     delete_button.click(datasets.delete_upload, [browser, dataset], [dataset, data_md], api_visibility="private")
     fetch_button.click(datasets.fetch_avp, None, [dataset, data_md], api_visibility="private", concurrency_limit=1)
     form["weights"].change(datasets.weights_text, form["weights"], weights_md, api_visibility="private")
