@@ -110,8 +110,12 @@ def decoded(paths: list[str]):
     """(path, shown name, PIL image or None, error text or None) per path, within one request's
     pixel budget."""
     budget = data.PixelBudget(MAX_REQUEST_PIXELS, scope="one Predict request")
-    for path in paths:
+    names: dict[str, int] = {}
+    for number, path in enumerate(paths, 1):
         name = display_name(path)
+        names[name] = names.get(name, 0) + 1
+        if names[name] > 1:  # two uploads of the same name (two folders' 13.jpg) must not look alike
+            name = f"{name} (image {number})"
         try:
             yield path, name, data.load_rgb(path, name, max_side=MAX_IMAGE_SIZE, budget=budget), None
         except data.ImageError as error:
@@ -320,11 +324,15 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
 
 
 def show_one(item: dict) -> None:
+    """One image's row: the image with its name under it (no label or buttons over the picture),
+    each model's probabilities, the verdict."""
     with gr.Row(equal_height=True):
         if "error" in item:
             gr.Textbox(f"{item['image']}: refused: {item['error']}", show_label=False, interactive=False)
             return
-        gr.Image(item["file"], label=item["image"], height=170, scale=1, interactive=False)
+        with gr.Column(scale=1, min_width=120):
+            gr.Image(item["file"], show_label=False, buttons=[], height=170, interactive=False)
+            gr.Markdown(text.md(item["image"]), elem_classes=["image-name"])
         for framework in FRAMEWORKS:
             with gr.Column(scale=2, min_width=160):
                 for source in SOURCES:
@@ -335,11 +343,14 @@ def show_one(item: dict) -> None:
 
 
 def show_maps(item: dict) -> None:
-    """One image's heatmaps, one per model, each labelled with its framework, model and class."""
+    """One image's heatmaps, one per model: the image's name once above them, each map's framework,
+    model and class in full under it (a label over a map was cut short and its buttons hid the map)."""
     if "error" in item:
         gr.Textbox(f"{item['image']}: refused: {item['error']}", show_label=False, interactive=False)
         return
+    gr.Markdown(f"**Where each model looked: {text.md(item['image'])}**", elem_classes=["heatmap-image"])
     with gr.Row(equal_height=True):
         for found in item["maps"]:
-            gr.Image(found["overlay"], label=f"{item['image']}: {found['label']}", height=200,
-                     interactive=False, elem_classes=["heatmap"])
+            with gr.Column(min_width=160, elem_classes=["heatmap"]):
+                gr.Image(found["overlay"], show_label=False, buttons=[], height=200, interactive=False)
+                gr.Markdown(text.md(found["label"]))
