@@ -85,11 +85,12 @@ DEFAULT_PREVIEWS = shared.ASSETS / "default_previews.npz"  # see save_default_pr
 KERAS_WAIT = "*The Keras samples follow once TensorFlow has loaded …*"
 
 
-def side(framework: str, path, aug: AugmentConfig, seed) -> tuple:
-    """One framework's augmented samples (captioned with the values each drew), its network view,
-    the values as a numbered list (captions under thumbnails are cut short) and its code."""
+def side(framework: str, path, aug: AugmentConfig, seed, numbered: bool = False) -> tuple:
+    """One framework's augmented samples (captioned with the values each drew; on the page, with
+    `numbered`, with their number only: a thumbnail's caption holds a dozen characters, and the
+    values were cut off), its network view, the values as a numbered list and its code."""
     samples, view = samples_and_view(framework, path, aug, int(seed or 0))
-    gallery = [(out, f"{i}: {caption(drawn)}") for i, (out, drawn) in enumerate(samples, 1)]
+    gallery = [(out, str(i) if numbered else f"{i}: {caption(drawn)}") for i, (out, drawn) in enumerate(samples, 1)]
     digits = 0 if framework == "keras" else 2
     values = "\n".join(f"{i}. {caption(drawn)}" for i, (_, drawn) in enumerate(samples, 1))
     values += f"\n\nValues the network sees: {view.min():.{digits}f} to {view.max():.{digits}f}."
@@ -124,11 +125,11 @@ def save_default_previews(target=None) -> None:
 def preview_pytorch(path, seed, **values) -> tuple:
     """The torchvision side: it needs no TensorFlow, so the page shows it first. `values`: the
     page's controls, by AugmentConfig field."""
-    return side("pytorch", path, settings(values), seed)
+    return side("pytorch", path, settings(values), seed, numbered=True)
 
 
 def preview_keras(path, seed, **values) -> tuple:
-    return side("keras", path, settings(values), seed)
+    return side("keras", path, settings(values), seed, numbered=True)
 
 
 def preview(path, augmentation: dict, seed):
@@ -167,13 +168,16 @@ def build() -> tuple[dict[str, gr.components.Component], dict]:
                 reroll_button = gr.Button("Reroll", variant="secondary")
         with gr.Column(scale=3):
             with gr.Row():
+                # Each side named above its samples: a gallery's label sits over its first thumbnails.
                 with gr.Column(min_width=300):
-                    keras_gallery = gr.Gallery(label="Keras 3: RandomAffine layer (keras.ops.image.affine_transform)",
+                    gr.Markdown("**Keras 3**: RandomAffine layer (keras.ops.image.affine_transform)")
+                    keras_gallery = gr.Gallery(label="Keras 3: RandomAffine layer", show_label=False,
                                                columns=4, height=300, elem_id="keras-samples")
                     keras_values = gr.Markdown(KERAS_WAIT, elem_id="keras-values")
                 with gr.Column(min_width=300):
-                    torch_gallery = gr.Gallery(label="torchvision.transforms.v2", columns=4, height=300,
-                                               elem_id="torch-samples")
+                    gr.Markdown("**PyTorch**: torchvision.transforms.v2")
+                    torch_gallery = gr.Gallery(label="torchvision.transforms.v2", show_label=False, columns=4,
+                                               height=300, elem_id="torch-samples")
                     torch_values = gr.Markdown(elem_id="torch-values")
             with gr.Row():
                 keras_view = gr.Image(label=VIEW_LABELS["keras"], height=200, min_width=140, buttons=["fullscreen"])
