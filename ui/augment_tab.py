@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 
 import gradio as gr
 import numpy as np
@@ -132,6 +133,16 @@ def preview_keras(path, seed, **values) -> tuple:
     return side("keras", path, settings(values), seed, numbered=True)
 
 
+def keras_pending() -> tuple:
+    """The Keras side the moment a setting or the image changes, before TensorFlow has loaded in
+    this process (seconds, at the first change): its old samples go and it says it follows, rather
+    than keeping them under a spinner while the PyTorch side already shows the new ones. Once
+    TensorFlow is in, the Keras side follows within a moment, and stays as it is meanwhile."""
+    if "trainer.keras_backend" in sys.modules:
+        return gr.skip(), gr.skip()
+    return [], KERAS_WAIT
+
+
 def preview(path, augmentation: dict, seed):
     """Both frameworks' augmented samples, both network views, both code snippets (the API's answer).
     `augmentation`: AugmentConfig fields by name, e.g. {"shear_deg": 10, "rotation_deg": 15}; omitted
@@ -154,7 +165,7 @@ def build() -> tuple[dict[str, gr.components.Component], dict]:
         with gr.Column(scale=1, min_width=280):
             image = gr.Image(type="filepath", label="Image (upload, or pick an example)", height=240,
                              sources=["upload", "clipboard"])
-            gr.Examples(shared.example_images(), inputs=image, label="Examples")
+            gr.Examples(shared.example_images(), inputs=image, label="Examples", elem_id="augment-examples")
             shear = gr.Slider(0, 40, a.shear_deg, step=1, label="Shear, degrees (±)")
             zoom_min = gr.Slider(0.5, 1.0, a.zoom_min, step=0.05, label="Zoom min (<1 shows more of the scene)")
             zoom_max = gr.Slider(1.0, 2.0, a.zoom_max, step=0.05, label="Zoom max (>1 zooms in)")
@@ -196,8 +207,10 @@ def build() -> tuple[dict[str, gr.components.Component], dict]:
     torch_outputs = [torch_gallery, torch_view, torch_values, torch_code]
     outputs = [keras_gallery, torch_gallery, keras_view, torch_view, keras_code, torch_code]
     page = {"api_visibility": "private", "concurrency_limit": 2, "concurrency_id": "preview"}
-    gr.on([image.change, seed.change, *(c.change for c in controls.values())],
-          preview_pytorch, outputs=torch_outputs, **inputs, **page)
+    changes = [image.change, seed.change, *(c.change for c in controls.values())]
+    gr.on(changes, keras_pending, None, [keras_gallery, keras_values], api_visibility="private", queue=False,
+          show_progress="hidden")
+    gr.on(changes, preview_pytorch, outputs=torch_outputs, **inputs, **page)
     torch_gallery.change(preview_keras, outputs=keras_outputs, **inputs, **page)  # each new torchvision side
     api_only.click(preview, [image, api_settings, seed], outputs, api_name="preview", concurrency_limit=2,
                    concurrency_id="preview")
