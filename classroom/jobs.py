@@ -342,13 +342,30 @@ class Jobs:
         """Expected seconds a run takes (never past the cap: there it is stopped)."""
         return min(self.estimate_units_s(entry.units), self.max_run_s)
 
+    def remaining_s(self, entry: Entry, now: float) -> float:
+        """Seconds until a running run ends. Once it has trained a batch, from its own progress: the
+        ETA of the framework training now, and each framework still to come at the pace this one has
+        shown (a run's estimate before it starts can be off by a factor of two or three); before
+        that, its estimate less the time it has run. Never past the server's cap."""
+        run = self.run_dir(entry)
+        events = read_events(run)
+        elapsed = now - (entry.started_at or now)
+        batch = latest(events, "batch")
+        if not batch:
+            remaining = self.estimate_s(entry) - elapsed
+        else:
+            try:
+                planned = len(runs.read_config(run).frameworks)
+            except (OSError, ValueError, TypeError):
+                planned = 1
+            later = max(planned - sum(e["type"] == "end" for e in events) - 1, 0)
+            eta = float(batch.get("eta_s", 0))
+            remaining = eta + later * (float(batch.get("elapsed_s", 0)) + eta)
+        return max(min(remaining, self.max_run_s - elapsed), 1.0)
+
     def _starts_in(self, now: float) -> dict[tuple[str, str], float]:
         """(workspace, run) -> estimated seconds until each waiting run starts, slot by slot, in order."""
-        free_at = []
-        for entry in self.running:
-            elapsed = now - (entry.started_at or now)
-            eta = latest(read_events(self.run_dir(entry)), "batch").get("eta_s", 0)
-            free_at.append(max(self.estimate_s(entry) - elapsed, eta, 1.0))
+        free_at = [self.remaining_s(entry, now) for entry in self.running]
         free_at += [0.0] * (self.max_runs - len(free_at))
         starts = {}
         for entry in self._order():

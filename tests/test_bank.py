@@ -47,8 +47,8 @@ def test_a_warm_bank_trains_exactly_as_without_it(framework, tiny_config, bank, 
     without, _ = run(config, None, tmp_path / "a")
     cold, cold_events = run(config, bank, tmp_path / "b")
     warm, warm_events = run(config, bank, tmp_path / "c")
-    assert bank_message(cold_events).startswith("augmented features: 0 of 3 epochs from the bank")
-    assert bank_message(warm_events) == ("augmented features: 3 of 3 epochs from the bank; "
+    assert bank_message(cold_events).startswith("augmented features computed fresh (the first run with these")
+    assert bank_message(warm_events) == ("augmented features of all 3 epochs from the feature bank; "
                                          "validation features from the bank")
     assert len(history(warm, framework)) == 9
     assert history(warm, framework) == pytest.approx(history(without, framework), rel=1e-4, abs=1e-5)
@@ -61,7 +61,7 @@ def test_a_changed_setting_in_the_key_misses_the_bank(change, tiny_config, bank,
     config = tiny_config.with_changes(framework="pytorch", epochs=2)
     run(config, bank, tmp_path / "a")
     _, events = run(config.with_changes(**change), bank, tmp_path / "b")
-    assert bank_message(events).startswith("augmented features: 0 of 2 epochs from the bank")
+    assert bank_message(events).startswith("augmented features computed fresh")
 
 
 def test_a_damaged_entry_is_ignored_and_written_again(tiny_config, bank, tmp_path):
@@ -77,11 +77,11 @@ def test_a_damaged_entry_is_ignored_and_written_again(tiny_config, bank, tmp_pat
         entry.write_bytes(bytes(raw))
     (bank.root / "leftover.tmp").write_bytes(b"half")  # a write that never got renamed: no entry
     again, events = run(config, bank, tmp_path / "c")
-    assert bank_message(events) == ("augmented features: 0 of 2 epochs from the bank; "
-                                    "validation features computed, now in the bank")
+    assert bank_message(events) == ("augmented features computed fresh (the first run with these settings), "
+                                    "now in the feature bank; validation features computed, now in the bank")
     assert history(again, "pytorch") == pytest.approx(history(clean, "pytorch"), rel=1e-4, abs=1e-5)
     _, events = run(config, bank, tmp_path / "d")  # written again, intact
-    assert bank_message(events).startswith("augmented features: 2 of 2 epochs from the bank")
+    assert bank_message(events).startswith("augmented features of all 2 epochs from the feature bank")
 
 
 def test_unfreezing_bypasses_the_bank_and_says_so(tiny_config, bank, tmp_path):

@@ -49,7 +49,7 @@ def test_visitors_train_queue_and_keep_their_own_models(browser, server):
     # Augment: both frameworks' samples, with the values drawn
     a.locator("#keras-samples img").nth(7).wait_for(timeout=WAIT_MS)
     a.locator("#torch-samples img").nth(7).wait_for(timeout=WAIT_MS)
-    assert "zoom" in a.locator("#keras-samples").inner_text()
+    assert "zoom" in a.locator("#keras-values").inner_text()
 
     # A trains PyTorch on the server's data set, tiny settings, random initialisation
     start_tiny_run(a, epochs=2, batch_size=8, framework="pytorch")

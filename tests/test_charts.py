@@ -20,7 +20,20 @@ def test_one_colour_per_framework_and_the_previous_run_paler():
     colours = charts.colour_map(loss["series"])
     assert set(colours) == set(loss["series"]) and colours["keras"] == "#d00000" and colours["pytorch"] == "#ee8c00"
     assert len(set(colours.values())) == len(colours)
-    assert charts.legend(loss["series"]) == ["keras", "pytorch"]
+    assert charts.legend(loss["series"]) == ["keras", "keras (previous run)", "pytorch"]  # the pale line named
+
+
+def test_the_confusion_matrices_name_themselves_above_both_titles():
+    """The figure carries its own title (the plot's label covered the second matrix's title)."""
+    ends = [{"framework": fw, "classes": ["alien", "predator"], "confusion": [[5, 1], [2, 4]]}
+            for fw in ("keras", "pytorch")]
+    figure = charts.confusion_figure(ends)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == ["Keras (validation)", "PyTorch (validation)"]
+    assert figure.get_suptitle().startswith("Confusion matrices")
+    figure.canvas.draw()
+    heading = figure._suptitle.get_window_extent()
+    assert all(heading.y0 >= ax.title.get_window_extent().y1 - 1 for ax in figure.axes)  # above, not over
 
 
 def test_the_colour_map_changes_when_a_series_appears():

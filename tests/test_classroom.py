@@ -105,6 +105,31 @@ def test_runs_wait_in_order_with_positions_and_one_run_per_workspace(spaces):
     assert [jobs.view(s).status for s in (a, b)] == ["done", "done"]
 
 
+def test_a_waiting_run_is_told_the_running_runs_remaining_time_from_its_progress(spaces):
+    """The running run's estimate before it started said ~10 minutes; its batches say 90 s are left
+    of PyTorch and Keras is still to come at the same pace (60 s done + 90 s left): the next run
+    starts in ~4 minutes, not in ~10 less the time gone."""
+    from classroom import runs
+    from classroom.jobs import Entry
+    jobs = jobs_for(spaces, max_run_s=3600)
+    going, waiting = spaces.create(), spaces.create()
+    now = time.time()
+    for space, run_id in ((going, "r1"), (waiting, "r2")):
+        runs.create(space.runs / run_id, TrainConfig(data_dir="unused", framework="both"))
+    units = (600 - 10) / jobs.unit_s()  # an estimate of 600 s
+    jobs.running.append(Entry(going.id, "r1", units, now - 60, started_at=now - 60, pid=None))
+    jobs.waiting.append(Entry(waiting.id, "r2", units, now))
+    runs.append_event(going.runs / "r1", {"type": "start", "framework": "pytorch"})
+    assert 530 < jobs.view(waiting).start_in_s < 545  # no batch yet: the estimate less the minute gone
+    runs.append_event(going.runs / "r1", {"type": "batch", "framework": "pytorch", "batch": 4, "batches": 10,
+                                          "elapsed_s": 60.0, "eta_s": 90.0})
+    assert jobs.view(waiting).start_in_s == pytest.approx(90 + 150)
+    runs.append_event(going.runs / "r1", {"type": "end", "framework": "pytorch"})
+    runs.append_event(going.runs / "r1", {"type": "batch", "framework": "keras", "batch": 5, "batches": 10,
+                                          "elapsed_s": 70.0, "eta_s": 70.0})
+    assert jobs.view(waiting).start_in_s == pytest.approx(70)  # the last framework: its own ETA
+
+
 def test_stop_reaches_only_ones_own_run(spaces):
     jobs = jobs_for(spaces)
     a, b = spaces.create(), spaces.create()

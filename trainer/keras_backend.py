@@ -127,10 +127,9 @@ def _load_backbone(config: TrainConfig) -> tuple[keras.Model, bool, list[str]]:
         # again, which fails offline with a pre-seeded cache.
         return resnet(str(cached) if cached.is_file() else "imagenet"), True, []
     except Exception as error:  # offline, or a damaged cache: the message says what to do
-        message = weights.unavailable_message(FRAMEWORK, error)
         if not config.allow_random_init:
-            raise weights.WeightsUnavailable(message) from error
-        return resnet(None), False, [message + " Training from random initialisation, as allowed."]
+            raise weights.WeightsUnavailable(weights.unavailable_message(FRAMEWORK, error)) from error
+        return resnet(None), False, [weights.random_init_message(FRAMEWORK)]
 
 
 def build_model(num_classes: int, config: TrainConfig) -> tuple[keras.Model, dict]:

@@ -134,11 +134,20 @@ def bank_views(bank: FeatureBank | None, framework: str, config: TrainConfig, in
 
 
 def bank_message(views, config: TrainConfig, result: dict) -> str:
-    """What the run took from the bank, e.g. "augmented features: 3 of 3 epochs from the bank"."""
-    epochs = len(result["history"])
-    train = (f"augmented features: {views.from_bank['train']} of {epochs} epochs from the bank"
-             if config.augment_active else
-             f"features: {'from the bank' if views.from_bank['train'] else 'computed once, now in the bank'}")
+    """What the run took from the bank, in words that do not read as a failure when it took nothing:
+    "augmented features computed fresh (the first run with these settings), now in the feature bank";
+    "augmented features of all 3 epochs from the feature bank"."""
+    epochs, taken = len(result["history"]), views.from_bank["train"]
+    if not config.augment_active:
+        train = ("features from the feature bank" if taken else
+                 "features computed once (the first run with these settings), now in the feature bank")
+    elif not taken:
+        train = "augmented features computed fresh (the first run with these settings), now in the feature bank"
+    elif taken >= epochs:
+        train = ("augmented features from the feature bank" if epochs == 1 else
+                 f"augmented features of all {epochs} epochs from the feature bank")
+    else:
+        train = f"augmented features of {taken} of {epochs} epochs from the feature bank, the others computed fresh"
     val = "from the bank" if views.from_bank["val"] else "computed, now in the bank"
     return f"{train}; validation features {val}"
 

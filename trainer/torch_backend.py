@@ -132,11 +132,10 @@ def _load_backbone(config: TrainConfig) -> tuple[nn.Module, bool, list[str]]:
         return torchvision.models.resnet50(
             weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V1), True, []
     except Exception as error:  # offline, or a damaged cache: the message says what to do
-        message = weights.unavailable_message(FRAMEWORK, error)
         if not config.allow_random_init:
-            raise weights.WeightsUnavailable(message) from error
+            raise weights.WeightsUnavailable(weights.unavailable_message(FRAMEWORK, error)) from error
         return torchvision.models.resnet50(weights=None), False, [
-            message + " Training from random initialisation, as allowed."]
+            weights.random_init_message(FRAMEWORK)]
 
 
 def build_model(num_classes: int, config: TrainConfig) -> tuple[nn.Module, dict]:

@@ -51,6 +51,14 @@ def unavailable_message(framework: str, error: BaseException | None = None) -> s
             "(--weights none, or allow it in the app), which learns far less from so few images.")
 
 
+def random_init_message(framework: str) -> str:
+    """The one plain line a run allowed to start from random initialisation says when the ImageNet
+    weights could not be loaded (the error and the remedies are for a run that was not allowed)."""
+    where = "could not be read from the cache" if is_cached(framework) else "are not available here"
+    return (f"ImageNet weights for {framework} {where}: training from random initialisation, as allowed "
+            "(expect far lower accuracy)")
+
+
 @functools.cache  # asked once per process: every page load wants it, and an offline ask waits timeout_s
 def reachable(framework: str, timeout_s: float = 3.0) -> bool:
     """True when the weights file's server answered (a HEAD request; nothing is downloaded)."""

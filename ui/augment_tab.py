@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 
 import gradio as gr
 import numpy as np
@@ -85,11 +86,12 @@ DEFAULT_PREVIEWS = shared.ASSETS / "default_previews.npz"  # see save_default_pr
 KERAS_WAIT = "*The Keras samples follow once TensorFlow has loaded …*"
 
 
-def side(framework: str, path, aug: AugmentConfig, seed) -> tuple:
-    """One framework's augmented samples (captioned with the values each drew), its network view,
-    the values as a numbered list (captions under thumbnails are cut short) and its code."""
+def side(framework: str, path, aug: AugmentConfig, seed, numbered: bool = False) -> tuple:
+    """One framework's augmented samples (captioned with the values each drew; on the page, with
+    `numbered`, with their number only: a thumbnail's caption holds a dozen characters, and the
+    values were cut off), its network view, the values as a numbered list and its code."""
     samples, view = samples_and_view(framework, path, aug, int(seed or 0))
-    gallery = [(out, f"{i}: {caption(drawn)}") for i, (out, drawn) in enumerate(samples, 1)]
+    gallery = [(out, str(i) if numbered else f"{i}: {caption(drawn)}") for i, (out, drawn) in enumerate(samples, 1)]
     digits = 0 if framework == "keras" else 2
     values = "\n".join(f"{i}. {caption(drawn)}" for i, (_, drawn) in enumerate(samples, 1))
     values += f"\n\nValues the network sees: {view.min():.{digits}f} to {view.max():.{digits}f}."
@@ -124,11 +126,21 @@ def save_default_previews(target=None) -> None:
 def preview_pytorch(path, seed, **values) -> tuple:
     """The torchvision side: it needs no TensorFlow, so the page shows it first. `values`: the
     page's controls, by AugmentConfig field."""
-    return side("pytorch", path, settings(values), seed)
+    return side("pytorch", path, settings(values), seed, numbered=True)
 
 
 def preview_keras(path, seed, **values) -> tuple:
-    return side("keras", path, settings(values), seed)
+    return side("keras", path, settings(values), seed, numbered=True)
+
+
+def keras_pending() -> tuple:
+    """The Keras side the moment a setting or the image changes, before TensorFlow has loaded in
+    this process (seconds, at the first change): its old samples go and it says it follows, rather
+    than keeping them under a spinner while the PyTorch side already shows the new ones. Once
+    TensorFlow is in, the Keras side follows within a moment, and stays as it is meanwhile."""
+    if "trainer.keras_backend" in sys.modules:
+        return gr.skip(), gr.skip()
+    return [], KERAS_WAIT
 
 
 def preview(path, augmentation: dict, seed):
@@ -153,7 +165,7 @@ def build() -> tuple[dict[str, gr.components.Component], dict]:
         with gr.Column(scale=1, min_width=280):
             image = gr.Image(type="filepath", label="Image (upload, or pick an example)", height=240,
                              sources=["upload", "clipboard"])
-            gr.Examples(shared.example_images(), inputs=image, label="Examples")
+            gr.Examples(shared.example_images(), inputs=image, label="Examples", elem_id="augment-examples")
             shear = gr.Slider(0, 40, a.shear_deg, step=1, label="Shear, degrees (±)")
             zoom_min = gr.Slider(0.5, 1.0, a.zoom_min, step=0.05, label="Zoom min (<1 shows more of the scene)")
             zoom_max = gr.Slider(1.0, 2.0, a.zoom_max, step=0.05, label="Zoom max (>1 zooms in)")
@@ -167,13 +179,16 @@ def build() -> tuple[dict[str, gr.components.Component], dict]:
                 reroll_button = gr.Button("Reroll", variant="secondary")
         with gr.Column(scale=3):
             with gr.Row():
+                # Each side named above its samples: a gallery's label sits over its first thumbnails.
                 with gr.Column(min_width=300):
-                    keras_gallery = gr.Gallery(label="Keras 3: RandomAffine layer (keras.ops.image.affine_transform)",
+                    gr.Markdown("**Keras 3**: RandomAffine layer (keras.ops.image.affine_transform)")
+                    keras_gallery = gr.Gallery(label="Keras 3: RandomAffine layer", show_label=False,
                                                columns=4, height=300, elem_id="keras-samples")
                     keras_values = gr.Markdown(KERAS_WAIT, elem_id="keras-values")
                 with gr.Column(min_width=300):
-                    torch_gallery = gr.Gallery(label="torchvision.transforms.v2", columns=4, height=300,
-                                               elem_id="torch-samples")
+                    gr.Markdown("**PyTorch**: torchvision.transforms.v2")
+                    torch_gallery = gr.Gallery(label="torchvision.transforms.v2", show_label=False, columns=4,
+                                               height=300, elem_id="torch-samples")
                     torch_values = gr.Markdown(elem_id="torch-values")
             with gr.Row():
                 keras_view = gr.Image(label=VIEW_LABELS["keras"], height=200, min_width=140, buttons=["fullscreen"])
@@ -192,8 +207,10 @@ def build() -> tuple[dict[str, gr.components.Component], dict]:
     torch_outputs = [torch_gallery, torch_view, torch_values, torch_code]
     outputs = [keras_gallery, torch_gallery, keras_view, torch_view, keras_code, torch_code]
     page = {"api_visibility": "private", "concurrency_limit": 2, "concurrency_id": "preview"}
-    gr.on([image.change, seed.change, *(c.change for c in controls.values())],
-          preview_pytorch, outputs=torch_outputs, **inputs, **page)
+    changes = [image.change, seed.change, *(c.change for c in controls.values())]
+    gr.on(changes, keras_pending, None, [keras_gallery, keras_values], api_visibility="private", queue=False,
+          show_progress="hidden")
+    gr.on(changes, preview_pytorch, outputs=torch_outputs, **inputs, **page)
     torch_gallery.change(preview_keras, outputs=keras_outputs, **inputs, **page)  # each new torchvision side
     api_only.click(preview, [image, api_settings, seed], outputs, api_name="preview", concurrency_limit=2,
                    concurrency_id="preview")

@@ -67,8 +67,9 @@ def colour_map(names) -> dict[str, str]:
 
 
 def legend(names) -> list[str]:
-    """The series the legend names: this run's frameworks (a phone has room for two)."""
-    return [name for name in sorted(set(names)) if name in COLOURS]
+    """The series the legend names: this run's frameworks and the previous run's pale lines (the
+    darker validation lines are said in the key under the chart)."""
+    return [name for name in sorted(set(names)) if name in COLOURS or name.endswith(" (previous run)")]
 
 
 def confusion_figure(summaries: list[dict]):
@@ -88,7 +89,10 @@ def confusion_figure(summaries: list[dict]):
         names = [tick_label(c) for c in classes]
         ax.set_xticks(range(len(classes)), names, rotation=30)
         ax.set_yticks(range(len(classes)), names)
-        ax.set(title=f"{summary['framework']} (validation)", xlabel="predicted", ylabel="true")
+        name = frameworks.DISPLAY.get(summary["framework"], summary["framework"])
+        ax.set(title=f"{name} (validation)", xlabel="predicted", ylabel="true")
+    # The figure names itself: a label over the plot would cover the first matrix's title.
+    figure.suptitle("Confusion matrices: validation images, true class against predicted")
     figure.tight_layout()
     plt.close(figure)
     return figure

@@ -110,8 +110,12 @@ def decoded(paths: list[str]):
     """(path, shown name, PIL image or None, error text or None) per path, within one request's
     pixel budget."""
     budget = data.PixelBudget(MAX_REQUEST_PIXELS, scope="one Predict request")
-    for path in paths:
+    names: dict[str, int] = {}
+    for number, path in enumerate(paths, 1):
         name = display_name(path)
+        names[name] = names.get(name, 0) + 1
+        if names[name] > 1:  # two uploads of the same name (two folders' 13.jpg) must not look alike
+            name = f"{name} (image {number})"
         try:
             yield path, name, data.load_rgb(path, name, max_side=MAX_IMAGE_SIZE, budget=budget), None
         except data.ImageError as error:
@@ -219,8 +223,24 @@ def predict_for_page(workspace_id: str | None, paths: list | None) -> tuple[list
     return [{k: v for k, v in r.items() if k != "file"} for r in results], results
 
 
+def working_text(paths: list | None, wanted: bool = False) -> str:
+    """The line under Predict the moment it is pressed (the first prediction loads the models: seconds)."""
+    count = len(file_paths(paths))
+    if not count:
+        return ""
+    images = f"{count} image{'s' if count != 1 else ''}"
+    return f"⏳ **Predicting {images} …**" + (" Heatmaps follow." if wanted else "")
+
+
+def explaining_text(paths: list | None, wanted: bool) -> str:
+    """The line while heatmaps are drawn (Explain ticked, the class switched)."""
+    return "⏳ **Drawing the heatmaps …**" if wanted and file_paths(paths) else ""
+
+
 def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
-    """Build the tab; models start loading when `tab` is selected."""
+    """Build the tab; models start loading when `tab` is selected. On a phone the columns stack:
+    the images, Predict and its status line come first and the predictions right under them; the
+    model cards and the download box after the predictions."""
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             files = gr.File(file_count="multiple", file_types=["image"], label="Images", height=180,
@@ -228,17 +248,10 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
             examples = shared.example_images(3)
             gr.Examples([[[p]] for p in examples], inputs=files, label="Examples", elem_id="predict-examples",
                         example_labels=["/".join(Path(p).parts[-2:]) for p in examples])
-            predict_button = gr.Button("Predict", variant="primary")
             wanted = gr.Checkbox(False, label="Explain: show where each model looked (Grad-CAM)", elem_id="explain")
             rank = gr.Radio(CLASS_CHOICES, value=0, label="Heatmaps for each model's", elem_id="explain-class")
-            cards = gr.Markdown(elem_id="model-cards")
-            with gr.Group():
-                # Its choices are the visitor's, filled when the tab opens; over the API the list is
-                # empty, so the value is checked by download_model itself (source/framework, own only).
-                choice = gr.Dropdown([], label="Take a model home: the model, its metadata and a script",
-                                     elem_id="download-choice", allow_custom_value=True)
-                download_button = gr.Button("Download this model", elem_id="download-button")
-                package = gr.File(label="Your download", interactive=False, elem_id="download-file")
+            predict_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
+            status = gr.Markdown(elem_id="predict-status")
         with gr.Column(scale=3, elem_id="predictions"):
             results = gr.JSON([], visible=False)  # what API clients of /predict receive
             shown = gr.State([])  # the same with each image's file: server-side only
@@ -265,18 +278,43 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
                     for framework in FRAMEWORKS:
                         gr.Code(codegen.gradcam_source(framework), language="python",
                                 label=f"{NAMES[framework]}: trainer/{codegen.backend_file(framework)}")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            cards = gr.Markdown(elem_id="model-cards")
+        with gr.Column(scale=1, min_width=280):
+            with gr.Group():
+                # Its choices are the visitor's, filled when the tab opens; over the API the list is
+                # empty, so the value is checked by download_model itself (source/framework, own only).
+                choice = gr.Dropdown([], label="Take a model home: the model, its metadata and a script",
+                                     elem_id="download-choice", allow_custom_value=True)
+                download_button = gr.Button("Download this model", elem_id="download-button")
+                package = gr.File(label="Your download", interactive=False, elem_id="download-file")
 
+    # Each action first says on the page that it works (at once, not queued), and clears the
+    # results it will replace; the status line carries the timer while it runs (a full spinner
+    # would cover its words).
+    quick = dict(api_visibility="private", queue=False, show_progress="hidden")
     explain_args = dict(fn=explain_files, inputs=[browser, files, wanted, rank], outputs=heatmaps,
-                        api_visibility="private", concurrency_limit=2, concurrency_id="explain")
+                        api_visibility="private", concurrency_limit=2, concurrency_id="explain",
+                        show_progress_on=[status], show_progress="minimal")
     refresh_args = dict(api_visibility="private", queue=False)
-    predicted = predict_button.click(predict_for_page, [browser, files], [results, shown], api_name="predict",
-                                     concurrency_limit=4, concurrency_id="predict")
-    predicted.then(model_cards, browser, cards, **refresh_args).then(download_choices, browser, choice, **refresh_args)
-    predicted.then(**explain_args)
-    files.upload(predict_for_page, [browser, files], [results, shown], api_visibility="private",
-                 concurrency_limit=4, concurrency_id="predict").then(**explain_args)
-    wanted.change(**explain_args)
-    rank.change(**explain_args)
+    predicting = dict(fn=predict_for_page, inputs=[browser, files], outputs=[results, shown], concurrency_limit=4,
+                      concurrency_id="predict", show_progress_on=[status], show_progress="minimal")
+
+    def predicted_then(event):
+        event.then(model_cards, browser, cards, **refresh_args).then(download_choices, browser, choice, **refresh_args)
+        event.then(explaining_text, [files, wanted], status, **quick).then(**explain_args).then(
+            lambda: "", None, status, **quick)
+
+    clicked = predict_button.click(lambda paths, on: (working_text(paths, on), [], []), [files, wanted],
+                                   [status, shown, heatmaps], **quick)
+    predicted_then(clicked.then(**predicting, api_name="predict"))
+    uploaded = files.upload(lambda paths, on: (working_text(paths, on), [], []), [files, wanted],
+                            [status, shown, heatmaps], **quick)
+    predicted_then(uploaded.then(**predicting, api_visibility="private"))
+    for control in (wanted, rank):
+        control.change(lambda paths, on: (explaining_text(paths, on), []), [files, wanted], [status, heatmaps],
+                       **quick).then(**explain_args).then(lambda: "", None, status, **quick)
     download_button.click(download_model, [browser, choice], package, api_name="download_model",
                           concurrency_limit=2, concurrency_id="download")
     tab.select(load_models_in_background, browser, None, **refresh_args)
@@ -286,11 +324,15 @@ def build(tab: gr.Tab, browser: gr.BrowserState) -> list:
 
 
 def show_one(item: dict) -> None:
+    """One image's row: the image with its name under it (no label or buttons over the picture),
+    each model's probabilities, the verdict."""
     with gr.Row(equal_height=True):
         if "error" in item:
             gr.Textbox(f"{item['image']}: refused: {item['error']}", show_label=False, interactive=False)
             return
-        gr.Image(item["file"], label=item["image"], height=170, scale=1, interactive=False)
+        with gr.Column(scale=1, min_width=120):
+            gr.Image(item["file"], show_label=False, buttons=[], height=170, interactive=False)
+            gr.Markdown(text.md(item["image"]), elem_classes=["image-name"])
         for framework in FRAMEWORKS:
             with gr.Column(scale=2, min_width=160):
                 for source in SOURCES:
@@ -301,11 +343,14 @@ def show_one(item: dict) -> None:
 
 
 def show_maps(item: dict) -> None:
-    """One image's heatmaps, one per model, each labelled with its framework, model and class."""
+    """One image's heatmaps, one per model: the image's name once above them, each map's framework,
+    model and class in full under it (a label over a map was cut short and its buttons hid the map)."""
     if "error" in item:
         gr.Textbox(f"{item['image']}: refused: {item['error']}", show_label=False, interactive=False)
         return
+    gr.Markdown(f"**Where each model looked: {text.md(item['image'])}**", elem_classes=["heatmap-image"])
     with gr.Row(equal_height=True):
         for found in item["maps"]:
-            gr.Image(found["overlay"], label=f"{item['image']}: {found['label']}", height=200,
-                     interactive=False, elem_classes=["heatmap"])
+            with gr.Column(min_width=160, elem_classes=["heatmap"]):
+                gr.Image(found["overlay"], show_label=False, buttons=[], height=200, interactive=False)
+                gr.Markdown(text.md(found["label"]))

@@ -142,10 +142,14 @@ def fetch_avp(progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's w
 
 
 def weights_text(choice: str = "imagenet") -> str:
-    if choice == "none":
-        return "Weights: **none**: the backbone starts from random values (for comparison)."
     states = {fw: weights.status(fw) for fw in frameworks.NAMES}
     worst = "unavailable" if "unavailable" in states.values() else (
         "downloadable" if "downloadable" in states.values() else "cached")
+    if choice == "none":
+        if worst == "unavailable":
+            return ("Weights: **none**, because ImageNet weights cannot be had on this server (no cache and no "
+                    "internet): the backbone starts from random values, so accuracy stays near chance "
+                    "(about 50% here).")
+        return "Weights: **none**: the backbone starts from random values (for comparison)."
     detail = ", ".join(f"{fw}: {state}" for fw, state in states.items())
     return f"{WEIGHTS_TEXT[worst]} ({detail})"

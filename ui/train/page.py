@@ -81,7 +81,7 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
                 delete_button = gr.Button("Delete this upload", size="sm")
                 fetch_button = gr.Button("Download the AvP images", size="sm")
             data_md = gr.Markdown(elem_id="data-check")
-            weights_md = gr.Markdown()
+            weights_md = gr.Markdown(elem_id="weights-note")
             with gr.Accordion("Settings", open=True):
                 form = settings_form(d)
         with gr.Column(scale=2, min_width=320):
@@ -92,7 +92,7 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
                               elem_id="disagree-box") as disagree_box:
                 disagreements = gr.Gallery(label="Disagreements (validation)", columns=3, height=300,
                                            elem_id="disagreements")
-            confusion = gr.Plot(label="Confusion matrices (validation)")
+            confusion = gr.Plot(label="Confusion matrices (validation)", show_label=False, elem_id="confusion")
             mistakes = gr.Gallery(label="Misclassified validation images", columns=3, height=300)
     seen = gr.State("")
     timer = gr.Timer(POLL_S)
@@ -112,6 +112,8 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
 
     upload.upload(datasets.upload_zip, [browser, upload], [dataset, data_md], api_name="upload_data")
     check_button.click(datasets.check_data, [browser, dataset], data_md, api_visibility="private")
+    # The data check follows the visitor's choice (an upload's check, with its skipped entries, stays).
+    dataset.input(datasets.check_data, [browser, dataset], data_md, api_visibility="private")
     delete_button.click(datasets.delete_upload, [browser, dataset], [dataset, data_md], api_visibility="private")
     fetch_button.click(datasets.fetch_avp, None, [dataset, data_md], api_visibility="private", concurrency_limit=1)
     form["weights"].change(datasets.weights_text, form["weights"], weights_md, api_visibility="private")
@@ -130,7 +132,8 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
 
     def restore(workspace_id, request: gr.Request):
         space_id, values = run.open_workspace(workspace_id, request)
-        return [space_id, *(values.get(name, gr.skip()) for name in settings)]
+        shown = datasets.weights_text(values.get("weights", form["weights"].value))  # the choice it restores
+        return [space_id, *(values.get(name, gr.skip()) for name in settings), shown]
 
-    return [(datasets.weights_text, None, weights_md), (restore, browser, [browser, *restorable]),
+    return [(restore, browser, [browser, *restorable, weights_md]),
             (poll, [browser, seen], list(view.values()))]

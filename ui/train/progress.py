@@ -22,20 +22,26 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def runs_text(count: int) -> str:
+    return f"{count} run{'' if count == 1 else 's'}"
+
+
 def queue_text(overview: dict) -> str:
-    busy = overview["training"]
-    if not busy and not overview["waiting"]:
+    """The queue in plain words: how many runs train and wait (the page's one queue sentence)."""
+    training, waiting, at_once = overview["training"], overview["waiting"], overview["slots"]
+    if not training and not waiting:
         return "The trainer is free."
-    return (f"The trainer is busy: {busy} of {overview['slots']} slot(s) training, "
-            f"{overview['waiting']} run(s) waiting.")
+    head = (f"The trainer is busy: {runs_text(training)} training" if at_once == 1 else
+            f"{runs_text(training)} training ({at_once} can train at once)")
+    return f"{head}, {waiting or 'none'} waiting."
 
 
 def progress_text(view: RunView, overview: dict) -> str:
     if view.status == "none":
         return "No run yet. Choose settings and press **Start**."
-    if view.status == "queued":
+    if view.status == "queued":  # the queue's own sentence is under the charts, once
         return (f"**Waiting in the queue: number {view.position}.** Estimated start in about "
-                f"{fmt_seconds(view.start_in_s or 0)} ({queue_text(overview)})")
+                f"{fmt_seconds(view.start_in_s or 0)}.")
     title = {"starting": "Starting (loading libraries and images) ...", "running": "Running",
              "stopping": "Stopping after the current batch ...", "done": "Finished",
              "stopped": "Stopped by Stop", "failed": "Failed", "cancelled": "Cancelled before it started"}[view.status]

@@ -20,7 +20,7 @@ from classroom import cost
 from classroom.jobs import Busy, QueueFull, RunView, TooLong
 from classroom.people import OverBudget, person_of
 from classroom.workspace import QuotaExceeded, Workspace, folder_bytes
-from trainer import data, weights
+from trainer import data, frameworks, weights
 from trainer.config import TrainConfig, server_precision
 from ui import shared
 from ui.train.progress import for_page, progress_text
@@ -46,8 +46,17 @@ def open_workspace(workspace_id: str | None, request: gr.Request | None = None):
     choices = shared.dataset_choices(space)
     values = [c[1] for c in choices]
     dataset = saved.get("dataset") if saved.get("dataset") in values else (values[0] if values else None)
-    form = {**flatten(saved), "dataset": gr.Dropdown(choices=choices, value=dataset)}
+    form = {**starting_weights(), **flatten(saved), "dataset": gr.Dropdown(choices=choices, value=dataset)}
     return space.id, form
+
+
+def starting_weights() -> dict:
+    """The Weights choice a visitor starts with, unless their saved settings say otherwise: none
+    with random initialisation allowed where ImageNet weights cannot be had (a first Start would
+    be refused; the page says why, datasets.weights_text); else the form's own (imagenet)."""
+    if any(weights.status(fw) == "unavailable" for fw in frameworks.NAMES):
+        return {"weights": "none", "allow_random_init": True}
+    return {}
 
 
 def open_or_create(workspace_id: object, request: gr.Request | None) -> Workspace:
