@@ -20,7 +20,7 @@ from classroom import cost
 from classroom.jobs import Busy, QueueFull, RunView, TooLong
 from classroom.people import OverBudget, person_of
 from classroom.workspace import QuotaExceeded, Workspace, folder_bytes
-from trainer import data, frameworks, weights
+from trainer import data, weights
 from trainer.config import TrainConfig, server_precision
 from ui import shared
 from ui.train.progress import for_page, progress_text
@@ -54,7 +54,7 @@ def starting_weights() -> dict:
     """The Weights choice a visitor starts with, unless their saved settings say otherwise: none
     with random initialisation allowed where ImageNet weights cannot be had (a first Start would
     be refused; the page says why, datasets.weights_text); else the form's own (imagenet)."""
-    if any(weights.status(fw) == "unavailable" for fw in frameworks.NAMES):
+    if weights.default_choice() == "none":  # what the warm workers compile for (trainer/runner.py)
         return {"weights": "none", "allow_random_init": True}
     return {}
 
