@@ -60,19 +60,25 @@ def sign_in(key: str | None):
     try:
         token = teacher.token_for(key or "", shared.workspaces().secret())
     except teacher.NotTeacher as error:
-        return gr.skip(), "", f"**Not signed in:** {text.md(str(error), 300)}", gr.skip(), gr.skip()
-    return token, "", SIGNED_IN, gr.Column(visible=True), gr.Button(visible=True)
+        return gr.skip(), "", f"**Not signed in:** {text.md(str(error), 300)}", gr.skip(), gr.skip(), gr.skip()
+    return token, "", *signed_in_view(True)
+
+
+def signed_in_view(signed_in: bool) -> tuple:
+    """The status line, the teacher's panel, Sign out and the board's timer (students' pages never poll)."""
+    return (SIGNED_IN if signed_in else SIGNED_OUT, gr.Column(visible=signed_in), gr.Button(visible=signed_in),
+            gr.Timer(active=signed_in))
 
 
 def sign_out():
-    return "", SIGNED_OUT, gr.Column(visible=False), gr.Button(visible=False)
+    return "", *signed_in_view(False)
 
 
 def on_load(token: str | None):
     """A reload: a kept token shows the teacher's view (a stale one, after the key changed, is dropped)."""
     if teacher.is_teacher(token, shared.workspaces().secret()):
-        return gr.skip(), SIGNED_IN, gr.Column(visible=True), gr.Button(visible=True)
-    return "", SIGNED_OUT, gr.Column(visible=False), gr.Button(visible=False)
+        return gr.skip(), *signed_in_view(True)
+    return "", *signed_in_view(False)
 
 
 # ---------------------------------------------------------------- the board
@@ -371,12 +377,13 @@ def build(train_settings: dict) -> list:
             caps_button = gr.Button("Set these caps", elem_id="teacher-set-caps")
             lift_button = gr.Button("Lift every cap", elem_id="teacher-lift-caps")
     shown, nothing_shown = gr.State(""), gr.State("")
-    timer = gr.Timer(POLL_S)
+    timer = gr.Timer(POLL_S, active=False)  # on while the teacher is signed in
 
     private = {"api_visibility": "private"}
-    sign_in_button.click(sign_in, key_box, [token, key_box, status_md, panel, sign_out_button], **private)
-    key_box.submit(sign_in, key_box, [token, key_box, status_md, panel, sign_out_button], **private)
-    sign_out_button.click(sign_out, None, [token, status_md, panel, sign_out_button], **private).then(
+    signed_view = [status_md, panel, sign_out_button, timer]
+    sign_in_button.click(sign_in, key_box, [token, key_box, *signed_view], **private)
+    key_box.submit(sign_in, key_box, [token, key_box, *signed_view], **private)
+    sign_out_button.click(sign_out, None, [token, *signed_view], **private).then(
         lambda: "", None, shown, **private)
     view = {"shown": shown, "board": board_df, "plot": accuracy_plot, "figures": figures_md, "queue": queue_md,
             "defaults": defaults_md, "caps": caps_md, "runs": runs_box}
@@ -397,5 +404,5 @@ def build(train_settings: dict) -> list:
     caps_button.click(caps_pressed, [token, cap_epochs, cap_size, cap_unfreeze, cap_batch_low, cap_batch_high],
                       caps_md, **private)
     lift_button.click(lambda t: set_caps(t, {}), token, caps_md, **private)
-    return [(on_load, token, [token, status_md, panel, sign_out_button])]
+    return [(on_load, token, [token, *signed_view])]
 
