@@ -223,9 +223,11 @@ def test_class_defaults_prefill_a_new_students_form_and_their_own_settings_win(v
     token = teacher.token_for(KEY, shared.workspaces().secret())
     text = teacher_tab.use_my_settings(token, framework="pytorch", dataset="server/toy", epochs=2, image_size=64,
                                        weights="none", **{"augment.enabled": False})
-    assert "epochs 2" in text and "framework pytorch" in text and "augment.enabled off" in text
+    assert "epochs 2" in text and "framework pytorch" in text and "augment\\.enabled off" in text
     with pytest.raises(gr.Error, match="cannot be set here"):
         teacher_tab.set_defaults(token, {"data_dir": "/etc"})
+    with pytest.raises(gr.Error, match="weights must be imagenet or none"):
+        teacher_tab.set_defaults(token, {"weights": "/etc/passwd"})
     _, form = train.open_workspace(shared.workspaces().create().id)
     assert (form["epochs"].value, form["framework"], form["image_size"].value, form["augment.enabled"]) == (
         2, "pytorch", 64, False)

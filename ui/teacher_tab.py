@@ -222,13 +222,18 @@ def checked_defaults(settings: object) -> dict:
     named = [key for key in SERVER_CHOSEN if key in values]
     if named:
         raise ValueError(f"{', '.join(named)} cannot be set here")
+    if values.get("weights", "imagenet") not in ("imagenet", "none"):
+        raise ValueError("weights must be imagenet or none")
     config = TrainConfig.from_dict({**values, "data_dir": ""}).validate()
     outside = [f"{name} must be from {low} to {high}" for name, (low, high) in allowed_ranges().items()
                if not low <= getattr(config, name) <= high]
     if outside:
         raise ValueError("the defaults are outside the class's caps: " + "; ".join(outside))
+    full = config.to_dict()  # the values as the config holds them (3, not 3.0), of the settings given
+    kept = {name: {k: full["augment"][k] for k in value} if name == "augment" else full[name]
+            for name, value in values.items()}
     dataset = settings.get("dataset")
-    return {**values, **({"dataset": dataset} if isinstance(dataset, str) and dataset.startswith("server/") else {})}
+    return {**kept, **({"dataset": dataset} if isinstance(dataset, str) and dataset.startswith("server/") else {})}
 
 
 def set_defaults(token: str | None, settings: dict) -> str:

@@ -54,8 +54,9 @@ def open_workspace(workspace_id: str | None, request: gr.Request | None = None):
     for name in teacher.CAPPED:
         low, high = ranges[name]
         value = saved.get(name)
-        form[name] = gr.Slider(minimum=low, maximum=high, **(
-            {"value": min(max(value, low), high)} if isinstance(value, (int, float)) else {}))
+        kept = {"value": min(max(value, low), high)} if isinstance(value, (int, float)) else {}
+        form[name] = (gr.Slider(value=low, interactive=False) if low == high  # capped to one value: fixed
+                      else gr.Slider(minimum=low, maximum=high, interactive=True, **kept))
     form["caps"] = caps_text(ranges)
     return space.id, form
 
