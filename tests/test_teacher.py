@@ -229,9 +229,9 @@ def test_class_defaults_prefill_a_new_students_form_and_their_own_settings_win(v
     with pytest.raises(gr.Error, match="weights must be imagenet or none"):
         teacher_tab.set_defaults(token, {"weights": "/etc/passwd"})
     _, form = train.open_workspace(shared.workspaces().create().id)
-    assert (form["epochs"].value, form["framework"], form["image_size"].value, form["augment.enabled"]) == (
+    assert (form["epochs"], form["framework"], form["image_size"], form["augment.enabled"]) == (
         2, "pytorch", 64, False)
     space = shared.workspace(visitor)
     space.settings_file.write_text(json.dumps({"epochs": 7, "framework": "keras"}))
     _, form = train.open_workspace(visitor)
-    assert (form["epochs"].value, form["framework"], form["image_size"].value) == (7, "keras", 64)
+    assert (form["epochs"], form["framework"], form["image_size"]) == (7, "keras", 64)

@@ -51,7 +51,7 @@ def open_workspace(workspace_id: str | None, request: gr.Request | None = None):
     dataset = saved.get("dataset") if saved.get("dataset") in values else (values[0] if values else None)
     form = {**saved, "dataset": gr.Dropdown(choices=choices, value=dataset)}
     ranges = allowed_ranges()
-    for name in teacher.CAPPED:
+    for name in (name for name in teacher.CAPPED if ranges[name] != RANGES[name]):  # the sliders stop at a cap
         low, high = ranges[name]
         value = saved.get(name)
         kept = {"value": min(max(value, low), high)} if isinstance(value, (int, float)) else {}
