@@ -12,7 +12,8 @@ import pytest
 from gradio_client.exceptions import AppError
 from playwright.sync_api import expect
 
-from support.browser import WAIT_MS, chromium, open_visitor, set_number, wait_text
+from support import browser as support_browser
+from support.browser import WAIT_MS, chromium, open_visitor, set_number
 from support.launch import toy_app
 from support.visitor import Visitor
 from trainer.config import TrainConfig
@@ -33,6 +34,15 @@ def server(tmp_path_factory):
 def browser(server):
     with chromium() as browser:
         yield browser
+
+
+def wait_text(page, elem_id: str, pattern: str, timeout: int = WAIT_MS) -> None:
+    """support.browser's wait_text, saying what the element showed when it timed out."""
+    try:
+        support_browser.wait_text(page, elem_id, pattern, timeout)
+    except Exception:
+        shown = page.locator(f"#{elem_id}").inner_text() if page.locator(f"#{elem_id}").count() else "(absent)"
+        raise AssertionError(f"#{elem_id} never matched {pattern!r}; it showed: {shown[:1500]!r}") from None
 
 
 def sign_in(page) -> None:
@@ -94,7 +104,7 @@ def test_a_teacher_watches_and_steers_three_students(browser, server):
     ada.get_by_role("button", name="Publish my last run to the class board").click()
     wait_text(ada, "publish-result", "Published")
     wait_text(teacher, "class-board", r"PyTorch 0\.\d{3}")
-    wait_text(teacher, "class-figures", r"PyTorch \| 1 \|")
+    wait_text(teacher, "class-figures", r"PyTorch\s+1\s+\d")
     assert teacher.locator("#class-board b").count() == 0  # her name is text, not HTML
 
     # The teacher pauses the queue: the next student waits, and is told why
