@@ -30,6 +30,7 @@ def build_demo() -> gr.Blocks:
     # across restarts), so a reload or a closed tab finds their data, runs and models again.
     with gr.Blocks(title="Keras vs. PyTorch: transfer learning", delete_cache=(3600, 3600)) as demo:
         browser = gr.BrowserState("", storage_key="avp-workspace", secret=shared.workspaces().secret())
+        teacher_token = teacher_tab.token_state()  # the teacher's, when AVP_TEACHER_KEY is set
         gr.Markdown(INTRO)
         with gr.Tab("Augment"):
             augment_controls, augment_load = augment_tab.build()
@@ -41,7 +42,7 @@ def build_demo() -> gr.Blocks:
         with gr.Tab("Predict") as predict:
             predict_loads = predict_tab.build(predict, browser)
         with gr.Tab("Teacher"):
-            teacher_loads = teacher_tab.build(train_settings)
+            teacher_loads = teacher_tab.build(train_settings, teacher_token)
         demo.load(**augment_load, api_visibility="private")
         for fn, inputs, outputs in [*train_loads, *predict_loads, *teacher_loads]:
             demo.load(fn, inputs, outputs, api_visibility="private")

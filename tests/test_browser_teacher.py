@@ -148,4 +148,9 @@ def test_a_teacher_watches_and_steers_three_students(browser, server):
     teacher.get_by_role("button", name="Sign out").click()
     wait_text(teacher, "teacher-status", "Enter the teacher's key")
     expect(teacher.locator("#class-board")).to_be_hidden()
+    teacher.reload()  # signed out stays signed out
+    teacher.get_by_role("heading", name=re.compile("Alien vs. Predator")).wait_for()
+    teacher.get_by_role("tab", name="Teacher").click()
+    wait_text(teacher, "teacher-status", "Enter the teacher's key")
+    expect(teacher.locator("#class-board")).to_be_hidden()
     assert KEY not in (base / "app.log").read_text()

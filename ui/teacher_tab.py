@@ -33,6 +33,7 @@ PLOT_SETTINGS = {"learning rate (log10)": "lr", "augmentation (1 on, 0 off)": "a
                  "feature cache (1 on, 0 off)": "feature_cache"}
 COLUMNS = ["student", "framework", "settings (where not the class defaults)", "state",
            "validation accuracy", "s / epoch", "images / s", "models agreed"]
+NO_TOKEN = "signed-out"  # what Sign out keeps in the browser (gradio's BrowserState does not store "")
 SIGNED_OUT = "Enter the teacher's key to see the class board and steer the class."
 SIGNED_IN = "Signed in as the teacher (this browser remembers it until **Sign out**)."
 
@@ -71,14 +72,14 @@ def signed_in_view(signed_in: bool) -> tuple:
 
 
 def sign_out():
-    return "", *signed_in_view(False)
+    return NO_TOKEN, *signed_in_view(False)
 
 
 def on_load(token: str | None):
     """A reload: a kept token shows the teacher's view (a stale one, after the key changed, is dropped)."""
     if teacher.is_teacher(token, shared.workspaces().secret()):
         return gr.skip(), *signed_in_view(True)
-    return "", *signed_in_view(False)
+    return NO_TOKEN if token else gr.skip(), *signed_in_view(False)
 
 
 # ---------------------------------------------------------------- the board
@@ -323,15 +324,22 @@ API = ((board_api, "teacher_board"), (pause_api, "teacher_pause"), (stop_api, "t
 
 # ---------------------------------------------------------------- the layout
 
-def build(train_settings: dict) -> list:
+def token_state() -> gr.BrowserState | None:
+    """The teacher's token in the browser, made outside the tabs (a component in a tab not shown yet
+    is not read from the browser before the page's load events), None without a teacher key."""
+    if not teacher.enabled():
+        return None
+    return gr.BrowserState("", storage_key=STORAGE_KEY, secret=shared.workspaces().secret())
+
+
+def build(train_settings: dict, token: gr.BrowserState | None) -> list:
     """Build the tab; return its load events (fn, inputs, outputs). `train_settings`: the Train tab's
-    widgets by name (the teacher's own form can become the class defaults)."""
+    widgets by name (the teacher's own form can become the class defaults); `token`: token_state()."""
     for fn, name in API:  # over the API they refuse without the key, on or off
         gr.api(fn, api_name=name, concurrency_limit=None)
-    if not teacher.enabled():
+    if token is None:
         gr.Markdown(teacher.HOW_TO_ENABLE, elem_id="teacher-off")
         return []
-    token = gr.BrowserState("", storage_key=STORAGE_KEY, secret=shared.workspaces().secret())
     with gr.Row():
         key_box = gr.Textbox(type="password", label="Teacher's key", elem_id="teacher-key", scale=3)
         sign_in_button = gr.Button("Sign in", variant="primary", elem_id="teacher-sign-in", scale=1)
