@@ -6,7 +6,10 @@ in its own process (classroom/worker.py), and every visitor sees and acts on the
     jobs.view(space)             # its newest run: status, events, place in the queue, estimated start
     jobs.cancel(space)           # its own run: leaves the queue, or stops after the current batch
     jobs.schedule()              # start waiting runs while a slot is free (the app calls it every second)
-    jobs.overview()              # what anybody may know: how many runs train and how many wait
+    jobs.overview()              # what anybody may know: how many runs train and wait, and if it is paused
+
+The teacher (ui/teacher_tab.py) may also stop any run (`stop_any`), pause the queue (`set_paused`:
+nothing starts while it is paused; runs in training go on) and see every run's place (`places`).
 
 Places are fair between persons (classroom/people.py): a person has at most `Budgets.runs` runs
 waiting or training, and the next run to start is the oldest of the person whose last run started
@@ -87,6 +90,7 @@ class RunView:
     error: str | None = None
     position: int | None = None  # 1 = next to start
     start_in_s: float | None = None  # estimated seconds until it starts
+    by_teacher: bool = False  # stopped (or taken out of the queue) by the teacher
 
     @property
     def active(self) -> bool:
@@ -117,21 +121,21 @@ class Jobs:
         count = self.max_runs if warm is None else warm
         self.pool = WarmPool(command, count, self.state_file.parent / "warm-workers.log") if count else None
         self.processes: dict[tuple[str, str], subprocess.Popen] = {}  # (workspace, run) -> its worker
-        self.waiting, self.running, self.unit_seconds = self._load()
+        self.waiting, self.running, self.unit_seconds, self.paused = self._load()
 
     # ------------------------------------------------------------ state on disk
 
-    def _load(self) -> tuple[list[Entry], list[Entry], list[float]]:
+    def _load(self) -> tuple[list[Entry], list[Entry], list[float], bool]:
         try:
             state = json.loads(self.state_file.read_text())
             return ([Entry(**e) for e in state["waiting"]], [Entry(**e) for e in state["running"]],
-                    [float(s) for s in state.get("unit_cost_seconds", [])])
+                    [float(s) for s in state.get("unit_cost_seconds", [])], state.get("paused") is True)
         except (OSError, ValueError, KeyError, TypeError):
-            return [], [], []
+            return [], [], [], False
 
     def _save(self) -> None:
         state = {"waiting": [asdict(e) for e in self.waiting], "running": [asdict(e) for e in self.running],
-                 "unit_cost_seconds": self.unit_seconds[-20:]}
+                 "unit_cost_seconds": self.unit_seconds[-20:], "paused": self.paused}
         temporary = self.state_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(state))
         os.replace(temporary, self.state_file)
@@ -188,17 +192,32 @@ class Jobs:
         Return "cancelled", "stopping", or None when it has no run waiting or going."""
         with self.lock:
             entry = self._entry_of(space.id)
-            if entry is None:
-                return None
-            run = self.run_dir(entry)
-            if entry in self.waiting:
-                self.waiting.remove(entry)
-                self._save()
-                append_event(run, {"type": "finished", "status": "cancelled"})
-                return "cancelled"
-            runs.request_stop(run)
-            threading.Thread(target=self._kill_if_stuck, args=(entry,), daemon=True).start()
-            return "stopping"
+            return None if entry is None else self._stop(entry)
+
+    def stop_any(self, workspace_id: str, run_id: str) -> str | None:
+        """The teacher's Stop: as `cancel`, for the run `run_id` of any workspace (its owner's page
+        says the teacher stopped it)."""
+        with self.lock:
+            entry = next((e for e in self.running + self.waiting if e.key == (workspace_id, run_id)), None)
+            return None if entry is None else self._stop(entry, by=runs.BY_TEACHER)
+
+    def _stop(self, entry: Entry, by: str = "") -> str:
+        run = self.run_dir(entry)
+        if entry in self.waiting:
+            self.waiting.remove(entry)
+            self._save()
+            append_event(run, {"type": "finished", "status": "cancelled", **({"by": by} if by else {})})
+            return "cancelled"
+        runs.request_stop(run, by)
+        threading.Thread(target=self._kill_if_stuck, args=(entry,), daemon=True).start()
+        return "stopping"
+
+    def set_paused(self, paused: bool) -> None:
+        """The teacher's pause: while paused no waiting run starts (those training go on)."""
+        with self.lock:
+            self.paused = bool(paused)
+            self._save()
+        self.schedule()
 
     def close(self) -> None:
         """Let the idle warm workers go (runs in training go on in their processes)."""
@@ -240,7 +259,7 @@ class Jobs:
                     entry.time_up = changed = True
                     runs.request_time_up(self.run_dir(entry))
                     threading.Thread(target=self._kill_if_stuck, args=(entry,), daemon=True).start()
-            while self.waiting and len(self.running) < self.max_runs:
+            while self.waiting and not self.paused and len(self.running) < self.max_runs:
                 entry = self._order()[0]
                 self.waiting.remove(entry)
                 self.started_count += 1
@@ -377,7 +396,14 @@ class Jobs:
     def overview(self) -> dict:
         """The only thing any visitor learns of other visitors' runs."""
         with self.lock:
-            return {"training": len(self.running), "waiting": len(self.waiting), "slots": self.max_runs}
+            return {"training": len(self.running), "waiting": len(self.waiting), "slots": self.max_runs,
+                    "paused": self.paused}
+
+    def places(self) -> dict[tuple[str, str], int]:
+        """(workspace, run) -> its place: 0 for a run in training, 1 for the next to start, ... (the
+        teacher's board; no visitor sees another's)."""
+        with self.lock:
+            return {**{e.key: 0 for e in self.running}, **{e.key: n for n, e in enumerate(self._order(), 1)}}
 
     def view(self, space: Workspace) -> RunView:
         """This workspace's newest run."""
@@ -393,7 +419,10 @@ class Jobs:
                                start_in_s=self._starts_in(time.time())[key])
             going = any(e.key == key for e in self.running)
             stopped = runs.stop_requested(run)
-            return RunView(run.name, run_status(run, events, going), events, run_error(events, going or stopped))
+            by_teacher = (stopped and runs.stopped_by(run) == runs.BY_TEACHER
+                          or latest(events, "finished").get("by") == runs.BY_TEACHER)
+            return RunView(run.name, run_status(run, events, going), events, run_error(events, going or stopped),
+                           by_teacher=by_teacher)
 
     def previous_events(self, space: Workspace) -> list[dict]:
         """Events of the run before the newest one that trained (the chart shows it faded)."""

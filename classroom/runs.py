@@ -4,12 +4,15 @@
         config.json    the run's TrainConfig (written when it is queued)
         events.jsonl   one JSON event per line, appended by the worker (trainer/loop.py's events),
                        read by the app incrementally into a bounded list (EventLog)
-        stop           exists once its owner (or the server) asked it to stop (nothing is saved)
+        stop           exists once its owner (or the server) asked it to stop (nothing is saved);
+                       it holds "teacher" when the teacher stopped it
+        published      exists once its owner published it to the class board (ui/teacher_tab.py)
         time-up        exists once the run passed the server's cap (it ends, saving what it has)
         worker.log     the worker's output and tracebacks (never shown on a page)
 
 The queue (classroom/jobs.py), the worker (classroom/worker.py) and the Train tab read a run only
-through these functions. No framework import.
+through these functions; the teacher's class board reads only `summary` (its settings, state and
+results), never a run's other files. No framework import.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from classroom.workspace import Workspace
 from trainer.config import TrainConfig
 
 EVENTS, CONFIG, STOP, LOG, TIME_UP = "events.jsonl", "config.json", "stop", "worker.log", "time-up"
+PUBLISHED = "published"
+BY_TEACHER = "teacher"  # what the stop file holds when the teacher stopped the run
 
 
 def create(run: Path, config: TrainConfig) -> None:
@@ -36,12 +41,30 @@ def read_config(run: Path) -> TrainConfig:
     return TrainConfig.from_json((run / CONFIG).read_text())
 
 
-def request_stop(run: Path) -> None:
-    (run / STOP).touch()
+def request_stop(run: Path, by: str = "") -> None:
+    """Ask the run to stop after its current batch; `by` ("teacher") is kept for its owner's page."""
+    (run / STOP).write_text(by)
 
 
 def stop_requested(run: Path) -> bool:
     return (run / STOP).exists()
+
+
+def stopped_by(run: Path) -> str:
+    """Who asked the run to stop ("teacher"), "" for its owner or nobody."""
+    try:
+        return (run / STOP).read_text(errors="replace")[:20].strip()
+    except OSError:
+        return ""
+
+
+def publish(run: Path) -> None:
+    """Its owner shows this run's name and results on the class board."""
+    (run / PUBLISHED).touch()
+
+
+def is_published(run: Path) -> bool:
+    return (run / PUBLISHED).exists()
 
 
 def request_time_up(run: Path) -> None:
@@ -194,3 +217,34 @@ def worker_alive(pid: int, run: Path) -> bool:
     if str(run).encode() in command:
         return True
     return b"--warm" in command and latest(read_events(run), "begin").get("pid") == pid
+
+
+RESULT_FIELDS = ("val_accuracy", "best_val_accuracy", "seconds_per_epoch", "images_per_s")
+
+
+def summary(run: Path, going: bool = False) -> dict:
+    """What the class board may know of a run, from its settings and its events only (read through
+    the bounded EventLog): {"run", "config" (a TrainConfig), "status", "published", "results"
+    (framework -> RESULT_FIELDS of its end event), "agreement" ((same predictions, images) of its two
+    frameworks, or None)}; {} for a folder that is not a run."""
+    try:
+        config = read_config(run)
+    except (OSError, ValueError, TypeError):
+        return {}
+    events = read_events(run)
+    ends = {e["framework"]: e for e in events if e["type"] == "end" and isinstance(e.get("framework"), str)}
+    results = {name: {k: e[k] for k in RESULT_FIELDS if isinstance(e.get(k), (int, float))}
+               for name, e in ends.items()}
+    return {"run": run.name, "config": config, "status": run_status(run, events, going),
+            "published": is_published(run), "results": results, "agreement": agreement(list(ends.values()))}
+
+
+def agreement(ends: list[dict]) -> tuple[int, int] | None:
+    """(validation images two models predicted alike, images both predicted), from their end events."""
+    predicted = [e.get("val_predicted") for e in ends]
+    if len(predicted) != 2 or not all(isinstance(p, list) and p for p in predicted):
+        return None
+    first, second = predicted
+    if len(first) != len(second):
+        return None
+    return sum(a == b for a, b in zip(first, second)), len(first)

@@ -23,6 +23,7 @@ import secrets
 import stat
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,14 @@ SEEN = ".seen"  # its modification time is the workspace's last visit
 OWNER = ".person"  # who made it (a hash, classroom/people.py)
 INCOMING = ".incoming"  # uploads being unpacked (not offered until complete)
 UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+BOARD_NAME = "board-name.txt"  # the name its owner chose for the class board (text, never HTML)
+MAX_BOARD_NAME = 30
+
+
+def clean_board_name(name: object) -> str:
+    """A name for the class board: one line of printable characters, at most MAX_BOARD_NAME."""
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in str(name or ""))
+    return " ".join(text.split())[:MAX_BOARD_NAME]
 
 
 class QuotaExceeded(ValueError):
@@ -154,6 +163,20 @@ class Workspace:
     @property
     def settings_file(self) -> Path:
         return self.root / "settings.json"
+
+    @property
+    def board_name(self) -> str:
+        """The name its owner chose for the class board; "" when none."""
+        try:
+            return clean_board_name((self.root / BOARD_NAME).read_text(errors="replace")[:400])
+        except OSError:
+            return ""
+
+    def set_board_name(self, name: object) -> str:
+        """Keep a name for the class board (cleaned, at most MAX_BOARD_NAME; "" removes it)."""
+        cleaned = clean_board_name(name)
+        (self.root / BOARD_NAME).write_text(cleaned)
+        return cleaned
 
     @property
     def person(self) -> str:

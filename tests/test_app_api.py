@@ -17,6 +17,7 @@ from trainer.augment import AugmentConfig
 from trainer.config import TrainConfig
 
 pytestmark = pytest.mark.slow
+TEACHER_KEY = "kq7-Teacher-Key-never-shown-3141"  # distinctive: searched for in every answer
 TINY = TrainConfig(data_dir="", framework="pytorch", epochs=1, batch_size=4, image_size=32, head_units=16,
                    weights="none")
 
@@ -34,6 +35,7 @@ def app(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setattr(Visitor, "call", recorded(Visitor.call))
     patch.setenv("AVP_DATA_DIR", str(base / "data"))
+    patch.setenv("AVP_TEACHER_KEY", TEACHER_KEY)
     patch.setattr(shared, "MODELS_DIR", base / "reference")
     patch.setattr(shared, "WORKSPACES_DIR", base / "workspaces")
     for cached in (shared.workspaces, shared.jobs):
@@ -212,6 +214,65 @@ def test_a_bad_image_is_refused_by_name_and_the_good_one_predicted(visitor, app,
     assert json.dumps(bad_result).count(str(tmp_path)) == 0
 
 
+def teacher_call(app, *args, api_name: str, key: str = TEACHER_KEY):
+    """A teacher's API call (the key first), its answer or refusal recorded with the others."""
+    try:
+        answer = Client(app[0] + "/", verbose=False).predict(key, *args, api_name=api_name)
+    except Exception as error:
+        ANSWERS.append(str(error))
+        raise
+    ANSWERS.append(answer)
+    return answer
+
+
+TEACHER_CALLS = {"/teacher_board": (3,), "/teacher_pause": (True,), "/teacher_stop": ("1/20260101-000000-000000",),
+                 "/teacher_defaults": ({"epochs": 2},), "/teacher_caps": ({"epochs": 2},)}
+
+
+def test_every_teacher_endpoint_refuses_without_the_key(app):
+    for name, args in TEACHER_CALLS.items():
+        for key in ("", "wrong", TEACHER_KEY.upper()):
+            with pytest.raises(AppError, match="teacher's key|only the teacher"):
+                teacher_call(app, *args, api_name=name, key=key)
+    board = teacher_call(app, 3, api_name="/teacher_board")  # nothing was done meanwhile
+    assert board["queue"]["paused"] is False and board["defaults"] == {} and board["caps"] == {}
+
+
+def test_a_capped_setting_is_refused_for_a_student_over_the_api(app, visitor):
+    assert teacher_call(app, {"epochs": 2, "image_size": 64}, api_name="/teacher_caps") == {
+        "epochs": [1, 2], "image_size": [32, 64]}
+    try:
+        with pytest.raises(AppError, match="epochs must be from 1 to 2 here \\(the teacher's cap for this class"):
+            start(visitor, epochs=3)
+        with pytest.raises(AppError, match="image_size must be from 32 to 64"):
+            start(visitor, image_size=96)
+        assert visitor.status()["status"] == "none"
+    finally:
+        teacher_call(app, {}, api_name="/teacher_caps")
+
+
+def test_the_teacher_pauses_stops_and_sees_a_published_run_over_the_api(app):
+    student = Visitor(app[0] + "/")
+    teacher_call(app, True, api_name="/teacher_pause")
+    try:
+        queued = start(student)
+        assert queued["status"] == "queued" and queued["queue"]["paused"] is True
+        row = next(r for r in teacher_call(app, 3, api_name="/teacher_board")["runs"] if r["state"] == "queued")
+        assert row["student"].startswith("Student ") and "settings" not in row and "results" not in row
+        assert teacher_call(app, row["run"], api_name="/teacher_stop") == "Taken out of the queue."
+        assert student.status()["status"] == "cancelled"
+    finally:
+        teacher_call(app, False, api_name="/teacher_pause")
+    start(student, epochs=2)
+    student.wait(lambda s: s["status"] == "done")
+    assert "Published" in student.call("Ada", api_name="/publish")
+    board = teacher_call(app, 3, api_name="/teacher_board")
+    ada = next(r for r in board["runs"] if r["student"] == "Ada" and r["published"])
+    assert ada["settings"]["epochs"] == 2 and 0 <= ada["results"]["pytorch"]["val_accuracy"] <= 1
+    assert board["figures"]["pytorch"]["runs"] >= 1
+    assert student.workspace not in json.dumps(board)
+
+
 def test_no_answer_and_no_page_config_names_a_server_folder(app):
     """Runs last: every API answer of this module, and the page's config, searched for the app's
     folders (gradio's own upload cache, which serves the visitor's own files back, aside)."""
@@ -222,3 +283,4 @@ def test_no_answer_and_no_page_config_names_a_server_folder(app):
     assert len(ANSWERS) > 20
     for folder in (str(base), str(ROOT)):
         assert folder not in answers and folder not in config, folder
+    assert TEACHER_KEY not in answers and TEACHER_KEY not in config  # nor the teacher's key

@@ -93,7 +93,7 @@ def test_runs_wait_in_order_with_positions_and_one_run_per_workspace(spaces):
     assert jobs.view(a).status in ("starting", "running")
     assert (jobs.view(b).position, jobs.view(c).position) == (1, 2)
     assert 0 < jobs.view(b).start_in_s < jobs.view(c).start_in_s
-    assert jobs.overview() == {"training": 1, "waiting": 2, "slots": 1}
+    assert jobs.overview() == {"training": 1, "waiting": 2, "slots": 1, "paused": False}
     positions = []
 
     def finished():

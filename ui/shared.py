@@ -48,6 +48,26 @@ def jobs():
     return Jobs(workspaces(), WORKSPACES_DIR / ".keep-queue")
 
 
+CLASS_DIR = ".keep-class"  # the teacher's class: defaults and caps, the board's student numbers
+
+
+def class_settings():
+    """The class's defaults and caps (classroom/teacher.py; read from disk at each call)."""
+    from classroom.teacher import ClassSettings
+    return ClassSettings(WORKSPACES_DIR / CLASS_DIR)
+
+
+def roster():
+    """The board's student numbers: one Roster (and its lock) per workspaces folder."""
+    return _roster_at(WORKSPACES_DIR / CLASS_DIR)
+
+
+@functools.cache
+def _roster_at(folder: Path):
+    from classroom.teacher import Roster
+    return Roster(folder)
+
+
 def workspace(workspace_id: object) -> Workspace:
     """The visitor's workspace; NoWorkspace when the id names none (the page then makes a new one)."""
     space = workspaces().open(workspace_id)

@@ -252,8 +252,9 @@ def result_text(space: Workspace, view: RunView) -> str:
 
 # ---------------------------------------------------------------- layout
 
-def build(token: gr.BrowserState) -> None:
-    """The Warm-up section, inside a gr.Blocks (the Teacher tab's); `token` holds the teacher's token."""
+def build(token: gr.BrowserState, timer: gr.Timer | None = None) -> None:
+    """The Warm-up section, inside a gr.Blocks (the Teacher tab's); `token` holds the teacher's token;
+    `timer`, when given, polls it (the Teacher tab's, on only while the teacher is signed in)."""
     gr.Markdown("### Warm-up before class")
     estimate = gr.Markdown(elem_id="warmup-estimate")
     allow = gr.Checkbox(False, label="Allow random initialisation",
@@ -265,7 +266,7 @@ def build(token: gr.BrowserState) -> None:
         stop_button = gr.Button("Stop warm-up", variant="stop", elem_id="warmup-stop", min_width=120)
     progress = gr.Markdown(elem_id="warmup-progress")
     result = gr.Markdown(elem_id="warmup-result")
-    timer = gr.Timer(POLL_S)
+    timer = timer or gr.Timer(POLL_S)
     outputs = [estimate, allow, progress, result, button]
     gr.on([token.change, timer.tick], show, token, outputs, api_visibility="private", concurrency_limit=None,
           show_progress="hidden")

@@ -93,10 +93,11 @@ def wait_for_page(url: str, started: float, timeout_s: float = 120, process: sub
     raise TimeoutError(f"{url} did not answer within {timeout_s} s")
 
 
-def toy_app(base: Path, per_class: tuple[int, int] = (24, 4), reference: str | None = "pytorch") -> tuple[App, Path]:
+def toy_app(base: Path, per_class: tuple[int, int] = (24, 4), reference: str | None = "pytorch",
+            env: dict[str, str] | None = None) -> tuple[App, Path]:
     """The app on generated images (the server data set `toy`), with reference models of
     `reference` ("keras", "pytorch", "both" or None) trained as the CLI trains them (random init,
-    tiny): (the running app, the data set's folder)."""
+    tiny), its output in `base / "app.log"`: (the running app, the data set's folder)."""
     from conftest import make_dataset
     from trainer import runner
     from trainer.config import TrainConfig
@@ -104,5 +105,5 @@ def toy_app(base: Path, per_class: tuple[int, int] = (24, 4), reference: str | N
     if reference:
         runner.train(TrainConfig(framework=reference, data_dir=str(data), out_dir=str(base / "reference"), epochs=1,
                                  batch_size=8, image_size=32, head_units=16, weights="none"))
-    app = start_app(base / "reference", base / "workspaces", data_dir=base / "data", log=base / "app.log")
+    app = start_app(base / "reference", base / "workspaces", data_dir=base / "data", log=base / "app.log", env=env)
     return app, data

@@ -6,7 +6,8 @@ import gradio as gr
 
 from trainer import frameworks
 from trainer.config import HELP, TrainConfig
-from ui.train import api, datasets, progress, run
+from ui import shared
+from ui.train import api, datasets, progress, publish, run
 from ui.train.run import RANGES
 
 POLL_S = 1.0
@@ -68,6 +69,7 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
     # beside it would push the chart off a phone's first screen. What it counts is said here.
     estimate_md = gr.Markdown(elem_id="train-estimate")
     queue_md = gr.Markdown(elem_id="train-queue")
+    caps_md = gr.Markdown(elem_id="train-caps")  # the teacher's caps for the class, if any
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             framework = gr.Radio([*frameworks.NAMES, "both"], value="both", label="Framework",
@@ -88,6 +90,12 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
             log = gr.Textbox(label="Log (newest first)", lines=6, max_lines=14, interactive=False,
                              elem_id="train-log")
             results_md = gr.Markdown("Results appear here when a run finishes.", elem_id="train-results")
+            with gr.Row():  # the class board (ui/train/publish.py)
+                board_name = gr.Textbox(label="Your name on the class board", placeholder="optional",
+                                        max_length=publish.MAX_BOARD_NAME, elem_id="board-name", scale=2)
+                publish_button = gr.Button("Publish my last run to the class board", size="sm",
+                                           elem_id="publish", scale=1)
+            publish_md = gr.Markdown(elem_id="publish-result")
             with gr.Accordion("The validation images the two models disagree on", open=False, visible=False,
                               elem_id="disagree-box") as disagree_box:
                 disagreements = gr.Gallery(label="Disagreements (validation)", columns=3, height=300,
@@ -126,14 +134,19 @@ def build(browser: gr.BrowserState, augment_controls: dict[str, gr.components.Co
           trigger_mode="always_last", show_progress="hidden")
     stop_button.click(run.stop_pressed, browser, progress_md, api_visibility="private", concurrency_limit=None)
     timer.tick(poll, [browser, seen], list(view.values()), api_visibility="private", concurrency_limit=None)
+    gr.on([board_name.submit, board_name.blur], publish.name_changed, [browser, board_name], publish_md,
+          api_visibility="private")
+    publish_button.click(publish.publish_pressed, [browser, board_name], publish_md, api_visibility="private")
     for fn, name in ((api.workspace_api, "workspace"), (api.datasets_api, "datasets"), (api.start_api, "start"),
-                     (api.stop_api, "stop"), (api.status_api, "training_status")):
+                     (api.stop_api, "stop"), (api.status_api, "training_status"), (publish.publish_api, "publish"),
+                     (publish.board_name_api, "board_name")):
         gr.api(fn, api_name=name, concurrency_limit=None if name != "start" else 4)
 
     def restore(workspace_id, request: gr.Request):
         space_id, values = run.open_workspace(workspace_id, request)
         shown = datasets.weights_text(values.get("weights", form["weights"].value))  # the choice it restores
-        return [space_id, *(values.get(name, gr.skip()) for name in settings), shown]
+        return [space_id, *(values.get(name, gr.skip()) for name in settings), shown, values["caps"],
+                shared.workspace(space_id).board_name]
 
-    return [(restore, browser, [browser, *restorable, weights_md]),
+    return [(restore, browser, [browser, *restorable, weights_md, caps_md, board_name]),
             (poll, [browser, seen], list(view.values()))]

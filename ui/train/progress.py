@@ -36,15 +36,24 @@ def queue_text(overview: dict) -> str:
     return f"{head}, {waiting or 'none'} waiting."
 
 
+PAUSED = "The teacher has paused the queue: your run starts when they resume it."
+
+
 def progress_text(view: RunView, overview: dict) -> str:
     if view.status == "none":
         return "No run yet. Choose settings and press **Start**."
+    if view.status == "queued" and overview.get("paused"):
+        return f"**Waiting in the queue: number {view.position}.** {PAUSED}"
     if view.status == "queued":  # the queue's own sentence is under the charts, once
         return (f"**Waiting in the queue: number {view.position}.** Estimated start in about "
                 f"{fmt_seconds(view.start_in_s or 0)}.")
     title = {"starting": "Starting (loading libraries and images) ...", "running": "Running",
              "stopping": "Stopping after the current batch ...", "done": "Finished",
              "stopped": "Stopped by Stop", "failed": "Failed", "cancelled": "Cancelled before it started"}[view.status]
+    if view.by_teacher:
+        title = {"stopping": "Stopping after the current batch: the teacher stopped it ...",
+                 "stopped": "Stopped by the teacher",
+                 "cancelled": "Taken out of the queue by the teacher"}.get(view.status, title)
     lines = [f"**{title}**"]
     lines += [f"**⚠ {text.md(e['message'], 300)}**" for e in view.events if e["type"] == "warning" and e.get("loud")]
     batch = runs.latest(view.events, "batch")

@@ -2,7 +2,9 @@
 
 Settings travel by name: every setting widget reaches `start_pressed` as a keyword argument named
 after its TrainConfig field (`augment.<field>` for the augmentation), and the API's /start takes the
-same names as one JSON object (`config_for`), within the same ranges as the page's sliders (RANGES).
+same names as one JSON object (`config_for`), within the same ranges as the page's sliders (RANGES),
+narrowed by the teacher's caps for the class (`allowed_ranges`; the page's sliders show them too). A
+new student's form starts from the class defaults the teacher set; their own saved settings win.
 
 Every handler here is told who is asking (`gr.Request`, classroom/people.py): budgets are per person.
 Start refuses first what needs no data (a malformed setting, an unknown data set, a busy workspace,
@@ -16,7 +18,7 @@ import json
 
 import gradio as gr
 
-from classroom import cost
+from classroom import cost, teacher
 from classroom.jobs import Busy, QueueFull, RunView, TooLong
 from classroom.people import OverBudget, person_of
 from classroom.workspace import QuotaExceeded, Workspace, folder_bytes
@@ -40,14 +42,34 @@ class PageError(gr.Error):
 
 def open_workspace(workspace_id: str | None, request: gr.Request | None = None):
     """On page load: the visitor's workspace (a new one if theirs expired), their data sets and the
-    settings of their last Start. Returns the id to keep in the browser, then the widgets' values."""
+    settings of their last Start (else the class defaults). Returns the id to keep in the browser,
+    then the widgets' values by name, the capped sliders' ranges and the caps' sentence ("caps")."""
     space = open_or_create(workspace_id, request)
-    saved = load_settings(space)
+    saved = {**flatten(shared.class_settings().defaults()), **flatten(load_settings(space))}
     choices = shared.dataset_choices(space)
     values = [c[1] for c in choices]
     dataset = saved.get("dataset") if saved.get("dataset") in values else (values[0] if values else None)
-    form = {**starting_weights(), **flatten(saved), "dataset": gr.Dropdown(choices=choices, value=dataset)}
+    form = {**starting_weights(), **saved, "dataset": gr.Dropdown(choices=choices, value=dataset)}
+    ranges = allowed_ranges()
+    for name in (name for name in teacher.CAPPED if ranges[name] != RANGES[name]):  # the sliders stop at a cap
+        low, high = ranges[name]
+        value = saved.get(name)
+        kept = {"value": min(max(value, low), high)} if isinstance(value, (int, float)) else {}
+        form[name] = (gr.Slider(value=low, interactive=False) if low == high  # capped to one value: fixed
+                      else gr.Slider(minimum=low, maximum=high, interactive=True, **kept))
+    form["caps"] = caps_text(ranges)
     return space.id, form
+
+
+def allowed_ranges() -> dict[str, tuple[int, int]]:
+    """The settings' ranges for a student here: the page's, within the teacher's caps."""
+    return teacher.narrow(RANGES, shared.class_settings().caps())
+
+
+def caps_text(ranges: dict[str, tuple[int, int]]) -> str:
+    capped = [f"{name.replace('_', ' ')} {low}–{high}" for name, (low, high) in ranges.items()
+              if (low, high) != RANGES[name]]
+    return f"The teacher caps this class's runs: {', '.join(capped)}." if capped else ""
 
 
 def starting_weights() -> dict:
@@ -110,8 +132,11 @@ def config_for(space: Workspace, settings: dict) -> TrainConfig:
     folder = shared.dataset_path(values.pop("dataset", None), space)
     config = TrainConfig.from_dict({**values, "data_dir": str(folder), "out_dir": str(space.models),
                                      "precision": server_precision()}).validate()
-    outside = [f"{name} must be from {low} to {high} here, got {getattr(config, name)}"
-               for name, (low, high) in RANGES.items() if not low <= getattr(config, name) <= high]
+    ranges = allowed_ranges()
+    outside = [f"{name} must be from {low} to {high} here"
+               + (" (the teacher's cap for this class)" if (low, high) != RANGES[name] else "")
+               + f", got {getattr(config, name)}"
+               for name, (low, high) in ranges.items() if not low <= getattr(config, name) <= high]
     if outside:
         raise ValueError("invalid training settings: " + "; ".join(outside))
     return config
