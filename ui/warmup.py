@@ -70,6 +70,7 @@ def teacher_space() -> Workspace:
         space = None
     if space is None:
         space = shared.workspaces().create(PERSON)
+        space.set_board_name("Warm-up (the teacher)")  # its runs on the class board
         file.parent.mkdir(parents=True, exist_ok=True)
         temporary = file.with_suffix(".tmp")
         temporary.write_text(space.id)
