@@ -61,7 +61,7 @@ def test_a_warm_up_writes_both_reference_models_and_the_next_run_reads_the_bank(
     runner.train(student, student_events.append, bank=bank)
     seconds = time.perf_counter() - started
     assert bank_messages(student_events) == {
-        fw: "augmented features: 2 of 2 epochs from the bank; validation features from the bank"
+        fw: "augmented features of all 2 epochs from the feature bank; validation features from the bank"
         for fw in ("pytorch", "keras")}
     print(f"\nthe run after a warm-up: {seconds:.1f} s (tiny settings, both frameworks, every feature from the bank)")
 

@@ -83,7 +83,7 @@ def test_a_warm_up_installs_the_reference_models_and_the_next_default_run_takes_
     _, _, progress, result, _ = wait_for(lambda: (parts := warmup.show(token()))[3] and parts, 30, "the install")
     assert progress == "**Finished.**"
     assert "Reference models installed" in result and "randomly initialised" in result
-    assert "pytorch: augmented features: 0 of 1 epochs from the bank" in result
+    assert "pytorch: augmented features computed fresh (the first run with these settings)" in result
     assert set(store.find_models(shared.MODELS_DIR)) == {"keras", "pytorch"}
     assert all(store.read_metadata(f)["warm_up"] for f in store.find_models(shared.MODELS_DIR).values())
     assert shared.predictor() is not loaded_before  # Predict loads the new reference models
@@ -98,7 +98,7 @@ def test_a_warm_up_installs_the_reference_models_and_the_next_default_run_takes_
     view = wait_for(lambda: (v := shared.jobs().view(student)).status == "done" and v, 120, "the student's run")
     student_s = time.monotonic() - started
     bank = {e["framework"]: e["message"] for e in view.events if e["type"] == "bank"}
-    assert bank == {fw: "augmented features: 1 of 1 epochs from the bank; validation features from the bank"
+    assert bank == {fw: "augmented features from the feature bank; validation features from the bank"
                     for fw in ("pytorch", "keras")}
     with capsys.disabled():
         print(f"\nwarm-up through the queue: {warm_up_s:.1f} s; the first student's default run after it: "
