@@ -49,7 +49,7 @@ def test_a_warm_up_writes_both_reference_models_and_the_next_run_reads_the_bank(
         assert metadata["config"]["out_dir"] == str(models) and len(metadata["history"]) == 2
     assert sorted(p.name for p in models.iterdir()) == ["keras", "pytorch"]  # no staging folder left
     assert len(list(bank.root.glob("*.npz"))) == 6  # per framework: 2 views of the training set, 1 validation
-    assert all(m.startswith("augmented features: 0 of 2") for m in bank_messages(events).values())
+    assert all(m.startswith("augmented features computed fresh") for m in bank_messages(events).values())
 
     # A student's run at the same settings, the augmentation as the page's sliders send it (whole numbers).
     student = TrainConfig.from_dict({**config.to_dict(), "framework": "both", "out_dir": str(tmp_path / "student"),
