@@ -26,7 +26,11 @@ from ui.train.run import RANGES, SERVER_CHOSEN, allowed_ranges, nest
 
 POLL_S = 3.0
 STORAGE_KEY = "avp-teacher"
-CSS = "#class-board { font-size: 1.15rem; } #class-figures { font-size: 1.15rem; }"  # for a projector
+CSS = ("#class-board { font-size: 1.15rem; } #class-figures { font-size: 1.15rem; }"  # for a projector
+       # On a phone the five tabs' buttons must fit one row: gradio puts the ones that do not
+       # behind a "..." menu, and with the Teacher tab Predict went there.
+       "@media (max-width: 520px) { .tab-container button, [role=tablist] button "
+       "{ padding-left: 6px !important; padding-right: 6px !important; } }")
 PLOT_SETTINGS = {"learning rate (log10)": "lr", "augmentation (1 on, 0 off)": "augment.enabled",
                  "epochs": "epochs", "image size": "image_size", "batch size": "batch_size",
                  "head units": "head_units", "unfrozen stages": "unfreeze",
