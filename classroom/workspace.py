@@ -41,7 +41,7 @@ MAX_BOARD_NAME = 30
 
 def clean_board_name(name: object) -> str:
     """A name for the class board: one line of printable characters, at most MAX_BOARD_NAME."""
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in str(name or ""))
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in str(name or "")[:4 * MAX_BOARD_NAME])
     return " ".join(text.split())[:MAX_BOARD_NAME]
 
 

@@ -44,19 +44,24 @@ def save_atomically(models: str | Path, framework: str, write_model: Callable[[P
     """Write the model (by `write_model(file)`) and metadata.json, then swap them in at once."""
     models = Path(models)
     models.mkdir(parents=True, exist_ok=True)
-    final = model_dir(models, framework)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{framework}-", dir=models))
     try:
         write_model(staging / model_file(framework))
         (staging / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
-        old = models / f".old-{framework}"
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
+        return _swap_in(staging, models, framework)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_in(staging: Path, models: Path, framework: str) -> Path:
+    """A complete model folder beside its place takes it, with two renames: the old one aside,
+    the new one in (a reader sees the old model or the new one, never half of either)."""
+    final, old = model_dir(models, framework), models / f".old-{framework}"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -82,12 +87,7 @@ def install(staged: dict[str, Path], models: str | Path) -> dict[str, Path]:
             except OSError:
                 shutil.copytree(folder, target, dirs_exist_ok=True)
         for framework, target in staging.items():
-            final, old = model_dir(models, framework), models / f".old-{framework}"
-            shutil.rmtree(old, ignore_errors=True)
-            if final.exists():
-                os.replace(final, old)
-            os.replace(target, final)
-            shutil.rmtree(old, ignore_errors=True)
+            _swap_in(target, models, framework)
     finally:
         for target in staging.values():
             shutil.rmtree(target, ignore_errors=True)
