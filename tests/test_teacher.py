@@ -62,6 +62,17 @@ def test_the_key_gives_a_token_that_is_neither_the_key_nor_a_stale_one(monkeypat
     assert not teacher.is_teacher(token, "secret")
 
 
+def test_a_late_page_load_never_signs_out_a_teacher_who_just_signed_in(visitor, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(teacher.KEY_ENV, KEY)
+    token = teacher.token_for(KEY, shared.workspaces().secret())
+    shown = teacher_tab.on_load(token)  # a reload with a kept token: the teacher's view
+    assert shown[1] == teacher_tab.SIGNED_IN and shown[2].visible is True
+    for kept in (None, teacher_tab.NO_TOKEN):  # no token kept: the load's answer may come after Sign in
+        assert all(part == gr.skip() for part in teacher_tab.on_load(kept))
+    stale = teacher_tab.on_load(teacher.token_for(KEY, "another server's secret"))
+    assert stale[0] == teacher_tab.NO_TOKEN and all(part == gr.skip() for part in stale[1:])
+
+
 def test_every_teacher_action_refuses_without_the_key(visitor, monkeypatch):  # noqa: F811
     monkeypatch.setenv(teacher.KEY_ENV, KEY)
     token = teacher.token_for(KEY, shared.workspaces().secret())
@@ -79,8 +90,9 @@ def test_every_teacher_action_refuses_without_the_key(visitor, monkeypatch):  # 
             assert KEY not in str(error.value) and token not in str(error.value)
     page = [lambda t: teacher_tab.pause(t, True), lambda t: teacher_tab.stop_run(t, "1/x"),
             lambda t: teacher_tab.set_defaults(t, {"epochs": 2}), lambda t: teacher_tab.set_caps(t, {"epochs": 2})]
+    almost = token[:-1] + ("1" if token.endswith("0") else "0")
     for action in page:
-        for credential in ("", KEY, token[:-1] + "0", None):  # on the page the token, never the key
+        for credential in ("", KEY, almost, None):  # on the page the token, never the key
             with pytest.raises(gr.Error, match="only the teacher"):
                 action(credential)
     assert teacher_tab.refresh("", 3, "epochs", None, "") == {}

@@ -24,6 +24,7 @@ def app(tmp_path, monkeypatch):
     make_dataset(tmp_path / "server" / "toy")
     monkeypatch.setenv("AVP_DATA_DIR", str(tmp_path / "server"))
     monkeypatch.setenv(teacher.KEY_ENV, KEY)
+    monkeypatch.setenv("AVP_CACHE_DIR", str(tmp_path / "bank"))  # the suite's bank may hold these features
     monkeypatch.setattr(shared, "WORKSPACES_DIR", tmp_path / "workspaces")
     monkeypatch.setattr(shared, "MODELS_DIR", tmp_path / "reference")
     for cached in (shared.workspaces, shared.jobs):

@@ -80,10 +80,12 @@ def sign_out():
 
 
 def on_load(token: str | None):
-    """A reload: a kept token shows the teacher's view (a stale one, after the key changed, is dropped)."""
+    """A reload: a kept token shows the teacher's view (a stale one, after the key changed, is dropped).
+    Without one it changes nothing: the page starts signed out, and on a busy server this answer can
+    come after the teacher has already signed in, which it must not undo."""
     if teacher.is_teacher(token, shared.workspaces().secret()):
         return gr.skip(), *signed_in_view(True)
-    return NO_TOKEN if token else gr.skip(), *signed_in_view(False)
+    return NO_TOKEN if token and token != NO_TOKEN else gr.skip(), *[gr.skip()] * len(signed_in_view(False))
 
 
 # ---------------------------------------------------------------- the board
