@@ -80,7 +80,8 @@ def serve() -> int:
         frameworks.backend(framework)
     from trainer import runner
     for framework, seconds in runner.warm_up().items():
-        print(f"warm worker {os.getpid()}: {framework} backbone compiled in {seconds:.1f} s", file=sys.stderr)
+        print(f"warm worker {os.getpid()}: {framework} backbone ready in {seconds:.1f} s",
+              file=sys.stderr)
     print(f"warm worker {os.getpid()}: ready", file=sys.stderr)  # the bench waits for this line
     max_mb = float(os.environ.get("AVP_WORKER_MAX_MB", 8000))
     for _ in range(RECYCLE_RUNS):

@@ -1,19 +1,19 @@
-"""The frozen backbone's engine (AVP_BACKBONE_ENGINE; trainer/config.py `compile_backbone`): the
-compiled backbone (torch.compile with frozen weights, XLA) computes what the framework's own forward
-pass computes, to float32's rounding, whatever the batch; a run says which engine computed its
-features, and the feature bank keeps the engines apart."""
+"""The frozen backbone's engine (AVP_BACKBONE_ENGINE; trainer/config.py `backbone_engine`): the
+compiled backbone (torch.compile with frozen weights, XLA) and PyTorch's backbone exported to ONNX
+Runtime compute what the framework's own forward pass computes, to float32's rounding, whatever the
+batch; a run says which engine computed its features, and the feature bank keeps the engines apart."""
 
 import numpy as np
 import pytest
 
-from trainer import bank, frameworks, runner
-from trainer.config import compile_backbone
+from trainer import bank, frameworks, onnx_engine, runner
+from trainer.config import backbone_engine
 from trainer.frameworks import backend
 
-# torch.compile takes tens of seconds per model on a small CPU; XLA a few.
-SLOW_TORCH = [pytest.param(f, marks=pytest.mark.slow) if f == "pytorch" else f for f in frameworks.NAMES]
-COMPILED = {"keras": "XLA", "pytorch": "torch.compile"}
-EAGER = {"keras": "tf.function", "pytorch": "eager"}
+# torch.compile takes tens of seconds per model on a small CPU; XLA and an ONNX export a few.
+NAMES = {"keras": {"eager": "tf.function", "compiled": "XLA"},
+         "pytorch": {"eager": "eager", "compiled": "torch.compile", "onnxruntime": "ONNX Runtime"}}
+FAST = [("keras", "compiled"), ("pytorch", "onnxruntime"), pytest.param("pytorch", "compiled", marks=pytest.mark.slow)]
 
 
 @pytest.fixture
@@ -21,20 +21,33 @@ def compiled(monkeypatch):
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "compiled")
 
 
+def test_onnx_runtime_is_installed_for_pytorch_on_a_cpu_in_float32():
+    assert onnx_engine.available()  # requirements.txt: the app's engine on a CPU Space
+    assert backend("pytorch").engines(bfloat16=False, on_gpu=False) == ("eager", "compiled", "onnxruntime")
+    assert "onnxruntime" not in backend("pytorch").engines(bfloat16=True, on_gpu=False)  # it computes float32
+    assert backend("keras").engines(bfloat16=False, on_gpu=False) == ("eager", "compiled")
+
+
 def test_the_engine_follows_the_setting_and_the_precision(monkeypatch):
+    torch_like = {"offered": ("eager", "compiled", "onnxruntime"), "prefers": ("onnxruntime", "compiled")}
+    keras_like = {"offered": ("eager", "compiled"), "prefers": ()}
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "auto")
-    assert compile_backbone(bfloat16=False, on_gpu=False, frozen=True)
-    assert not compile_backbone(bfloat16=True, on_gpu=False, frozen=True)  # today's path where bfloat16 is native
-    assert not compile_backbone(bfloat16=False, on_gpu=True, frozen=True)
-    assert not compile_backbone(bfloat16=False, on_gpu=False, frozen=False)  # unfrozen stages change
+    assert backbone_engine(**torch_like, bfloat16=False, on_gpu=False, frozen=True) == "onnxruntime"
+    assert backbone_engine(("eager", "compiled"), ("onnxruntime", "compiled"), False, False, True) == "compiled"
+    assert backbone_engine(**keras_like, bfloat16=False, on_gpu=False, frozen=True) == "eager"
+    assert backbone_engine(**torch_like, bfloat16=True, on_gpu=False, frozen=True) == "eager"  # bfloat16 is native
+    assert backbone_engine(**torch_like, bfloat16=False, on_gpu=True, frozen=True) == "eager"
+    assert backbone_engine(**torch_like, bfloat16=False, on_gpu=False, frozen=False) == "eager"  # unfrozen stages
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "compiled")
-    assert compile_backbone(bfloat16=True, on_gpu=False, frozen=True)
-    assert not compile_backbone(bfloat16=False, on_gpu=False, frozen=False)
+    assert backbone_engine(**keras_like, bfloat16=True, on_gpu=False, frozen=True) == "compiled"
+    assert backbone_engine(**torch_like, bfloat16=False, on_gpu=False, frozen=False) == "eager"
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "onnxruntime")
+    assert backbone_engine(**keras_like, bfloat16=False, on_gpu=False, frozen=True) == "eager"  # not Keras'
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "eager")
-    assert not compile_backbone(bfloat16=False, on_gpu=False, frozen=True)
+    assert backbone_engine(**torch_like, bfloat16=False, on_gpu=False, frozen=True) == "eager"
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "fast")
-    with pytest.raises(ValueError, match="AVP_BACKBONE_ENGINE must be one of auto, eager, compiled"):
-        compile_backbone(bfloat16=False, on_gpu=False, frozen=True)
+    with pytest.raises(ValueError, match="AVP_BACKBONE_ENGINE must be one of auto, eager, compiled, onnxruntime"):
+        backbone_engine(**torch_like, bfloat16=False, on_gpu=False, frozen=True)
 
 
 def assert_same_features(ours, theirs):
@@ -43,16 +56,17 @@ def assert_same_features(ours, theirs):
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * scale)
 
 
-@pytest.mark.parametrize("framework", SLOW_TORCH)
-def test_the_compiled_backbone_computes_the_frameworks_own_features(framework, tiny_config, compiled):
+@pytest.mark.parametrize(("framework", "engine"), FAST)
+def test_each_engine_computes_the_frameworks_own_features(framework, engine, tiny_config, monkeypatch):
     """Batches of the training's size, smaller ones (padded) and larger ones (in slices), for two
     models with different weights: each gets its own features, not the first compiled model's."""
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", engine)
     module = backend(framework)
     images = np.random.default_rng(0).integers(0, 255, (9, 64, 64, 3), dtype=np.uint8)
     for seed in (1, 2):
         config = tiny_config.with_changes(image_size=64, precision="float32", seed=seed)
         model, info = module.build_model(2, config)
-        assert info["engine"] == COMPILED[framework]
+        assert info["engine"] == NAMES[framework][engine]
         for count in (4, 3, 9):
             x = module.preprocess(images[:count])
             assert_same_features(module.backbone(model)(x), module.backbone(model, "eager")(x))
@@ -66,14 +80,32 @@ def test_the_compiled_backbone_computes_the_frameworks_own_features(framework, t
 def test_a_run_names_its_engine_and_trains_as_the_eager_one(framework, tiny_config, tmp_path, monkeypatch):
     config = tiny_config.with_changes(framework=framework, image_size=64, precision="float32", epochs=2)
     results = {}
-    for engine in ("eager", "compiled"):
+    for engine in NAMES[framework]:
         monkeypatch.setenv("AVP_BACKBONE_ENGINE", engine)
         events = []
         out = runner.train(config.with_changes(out_dir=str(tmp_path / engine)), events.append)[framework]
         (start,) = [e for e in events if e["type"] == "start"]
-        assert start["engine"] == out["engine"] == (COMPILED if engine == "compiled" else EAGER)[framework]
+        assert start["engine"] == out["engine"] == NAMES[framework][engine]
         results[engine] = [h[key] for h in out["history"] for key in ("train_loss", "val_loss")]
-    assert results["compiled"] == pytest.approx(results["eager"], rel=1e-3, abs=1e-5)
+    for engine in NAMES[framework]:
+        assert results[engine] == pytest.approx(results["eager"], rel=1e-3, abs=1e-5), engine
+
+
+@pytest.mark.slow
+def test_a_run_after_the_warm_up_exports_nothing_more(tiny_config, tmp_path, monkeypatch):
+    """ONNX Runtime's session is made as a warm worker starts; a run with the same weights and size
+    then computes its training batches and its validation through it, exporting nothing again."""
+    import torch.onnx
+
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "auto")
+    config = tiny_config.with_changes(framework="pytorch", image_size=64, precision="float32", epochs=1,
+                                      out_dir=str(tmp_path))
+    assert set(runner.warm_up(config)) == {"pytorch"}
+    exports = []
+    monkeypatch.setattr(torch.onnx, "export", lambda *args, **kwargs: exports.append(args))
+    events = []
+    runner.train(config, events.append)
+    assert [e["engine"] for e in events if e["type"] == "start"] == ["ONNX Runtime"] and exports == []
 
 
 @pytest.mark.slow
@@ -98,8 +130,8 @@ def test_the_bank_keeps_the_engines_apart(tiny_config):
 
     store = bank.FeatureBank.__new__(bank.FeatureBank)
     keys = {engine: bank.RunViews(store, "pytorch", tiny_config, {"precision": "float32", "engine": engine},
-                                  Arrays()).key("train", 0) for engine in ("eager", "torch.compile")}
-    assert keys["eager"] != keys["torch.compile"]
+                                  Arrays()).key("train", 0) for engine in NAMES["pytorch"].values()}
+    assert len(set(keys.values())) == 3
 
 
 def test_warm_up_compiles_only_a_compiled_engine(tiny_config, monkeypatch):

@@ -30,6 +30,13 @@ def test_seven_steps_each_with_a_note_and_both_sides():
         assert "--" not in step.note  # the page's own words, no command-line flags
 
 
+def test_the_training_step_says_which_engine_the_app_computes_the_frozen_backbone_in():
+    training = {step.title: step.note for step in recipe.steps(DEFAULT)}["Training"]
+    assert "ONNX Runtime" in training and "tf.function" in training and "float32's rounding" in training
+    unfrozen = {step.title: step.note for step in recipe.steps(DEFAULT.with_changes(unfreeze=1))}["Training"]
+    assert "ONNX Runtime" not in unfrozen  # unfrozen stages change: every engine is the framework's own pass
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=["default", "unfreeze2", "no-augment", "more", "cache"])
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_script_compiles_standalone_and_names_no_server_folder(config, framework):

@@ -34,6 +34,7 @@ Sample = tuple[np.ndarray, dict]  # an augmented uint8 HWC image, and the random
 @runtime_checkable
 class Backend(Protocol):
     FRAMEWORK: str  # its name in trainer/frameworks.py, e.g. "keras"
+    ENGINES: dict[str, str]  # engine -> the name runs, the bank and the bench give it ("eager" -> "tf.function")
 
     # ---------------------------------------------------------------- device
 
@@ -62,13 +63,19 @@ class Backend(Protocol):
 
     def build_model(self, num_classes: int, config: TrainConfig) -> tuple[Model, dict]:
         """Frozen ResNet-50 + new head, on the config's device; info: pretrained, warnings, precision,
-        engine (what computes the frozen backbone in training: trainer/config.py `compile_backbone`)."""
+        engine (what computes the frozen backbone in training, by its name in ENGINES: trainer/config.py
+        `backbone_engine`)."""
+
+    def engines(self, bfloat16: bool, on_gpu: bool) -> tuple[str, ...]:
+        """The engines (keys of the module's ENGINES: eager, compiled, ...) a frozen backbone can run
+        in on this machine; build_model picks among them, the bench times each."""
 
     def backbone(self, model: Model, engine: str | None = None) -> Callable[[Tensor], np.ndarray]:
         """The model's backbone as one function: a batch from `preprocess` -> (N, 2048) features,
         without gradients, in the model's precision (the forward pass alone, for timing it), run by
         the engine training uses (build_model's info["engine"]), or by `engine`: "eager" (the
-        framework's own forward pass) or "compiled" (its compiler: torch.compile, XLA)."""
+        framework's own forward pass), "compiled" (its compiler: torch.compile, XLA) or another of
+        `engines` ("onnxruntime": PyTorch's backbone exported to ONNX Runtime)."""
 
     def features_of(self, model: Model, images: np.ndarray) -> Tensor:
         """Backbone features (N, 2048) of NHWC images, in batches, without gradients."""

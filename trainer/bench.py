@@ -8,10 +8,11 @@ On the same images, per framework, in one run:
 2. this project's training path (images decoded once, augmentation on, frozen backbone in inference
    mode, channels_last / tf.data, bfloat16 where the CPU has it);
 3. the backbone's pure forward pass on ready tensors, same batch size and precision (the ceiling),
-   in each engine the framework has (its own eager / tf.function pass, its compiler: torch.compile
-   with frozen weights, XLA), taken in turns, the median of each: the engine the app uses
-   (backbone_img_s), the framework's own pass (eager_img_s) and the fastest measured (limit_img_s),
-   with the compile's first call (compile_s) and the CPU's flags;
+   in each engine the framework has here (its own eager / tf.function pass, its compiler:
+   torch.compile with frozen weights, XLA; ONNX Runtime for PyTorch in float32 on a CPU), taken in
+   turns, the median of each: the engine the app uses (backbone_img_s), the framework's own pass
+   (eager_img_s) and the fastest measured (limit_img_s, limit_engine), each engine's first call
+   (<engine>_first_s) and the CPU's flags;
 4. this project's feature-cache epochs;
 then one image through both saved models (warm). Prints a table, then one JSON line.
 
@@ -150,23 +151,22 @@ def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
             "precision": info["precision"], "backbone_engine": info["engine"], **engines}
 
 
-ENGINES = ("eager", "compiled")  # the framework's own pass, its compiler (trainer/backend.py `backbone`)
-
-
 def engine_figures(module: Backend, model, images: np.ndarray, config: TrainConfig) -> dict:
-    """The backbone's forward pass in each engine, in turns (eager, compiled, eager, ...: the machine's
-    drift hits both alike), the median of ROUNDS passes each; the compiled engine's first call
-    (compile_s: tracing and compiling, or loading them from inductor's cache on disk). ONNX Runtime
-    takes its turn too where it can be measured (`onnx_runtime_pass`)."""
+    """The backbone's forward pass in each engine the framework has here (`module.engines`: its own
+    eager pass, its compiler, ONNX Runtime for PyTorch in float32 on a CPU), in turns (eager,
+    compiled, ..., eager, ...: the machine's drift hits all alike), the median of ROUNDS passes each;
+    each engine's first call (tracing and compiling, or exporting) as `<engine>_first_s`. Every
+    engine is checked against the framework's own features before it is timed."""
     app_engine = getattr(model, "engine", "eager")
-    first = {engine: time.perf_counter() for engine in ENGINES}
-    runs = {}
-    for engine in ENGINES:  # the first call of each: tracing, compiling, kernel selection
+    engines = module.engines(getattr(model, "bfloat16", False), module.select_device(config.device) == "gpu")
+    runs, first = {}, {}
+    reference = module.backbone(model, "eager")(module.preprocess(images[:config.batch_size]))
+    for engine in engines:  # the first call of each: tracing, compiling, exporting, kernel selection
+        started = time.perf_counter()
         runs[engine] = forward_pass(module, model, images, config, engine)
-        first[engine] = time.perf_counter() - first[engine]
-    outside = onnx_runtime_pass(module, model, images, config)
-    if outside is not None:
-        runs["onnxruntime"] = outside
+        first[engine] = time.perf_counter() - started
+        ours = module.backbone(model, engine)(module.preprocess(images[:config.batch_size]))
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5 * np.abs(reference).max())
     img_s = {engine: [] for engine in runs}
     for _ in range(ROUNDS):
         for engine, run in runs.items():
@@ -175,56 +175,9 @@ def engine_figures(module: Backend, model, images: np.ndarray, config: TrainConf
     best = max(median, key=median.get)
     print(f"{module.FRAMEWORK}: backbone img/s in turns {img_s}", file=sys.stderr)
     return {"backbone_img_s": median[app_engine], "eager_img_s": median["eager"],
-            "compiled_img_s": median["compiled"], "limit_img_s": median[best], "limit_engine": best,
-            "compile_s": first["compiled"],
-            **({"onnxruntime_img_s": median["onnxruntime"]} if "onnxruntime" in median else {})}
-
-
-def onnx_runtime_pass(module: Backend, model, images: np.ndarray, config: TrainConfig):
-    """`timed() -> img/s` of the PyTorch backbone exported to ONNX and run by ONNX Runtime (float32,
-    the CPU's threads), or None where that cannot be measured: another framework (Keras 3 has no
-    ONNX exporter that runs here), bfloat16, a GPU, or onnxruntime / onnxscript not installed (they
-    are not the app's: `pip install onnxruntime onnxscript` to measure this engine too). The export
-    is checked against the framework's own features before it is timed."""
-    on_cpu = module.select_device(config.device) == "cpu"
-    if module.FRAMEWORK != "pytorch" or getattr(model, "bfloat16", True) or not on_cpu:
-        return None
-    try:
-        import onnxruntime
-        import onnxscript  # noqa: F401 - torch.onnx.export(dynamo=True) needs it
-    except ImportError:
-        return None
-    import torch
-
-    batch = config.batch_size
-    tensors = [module.preprocess(images[i:i + batch]).contiguous() for i in range(0, len(images) - batch + 1, batch)]
-
-    class Backbone(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, x):
-            return module._backbone_features(self.model, x)
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "backbone.onnx")
-        torch.onnx.export(Backbone().eval(), (tensors[0],), path, dynamo=True)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    arrays = [x.numpy() for x in tensors]
-    reference = module.backbone(model, "eager")(tensors[0])
-    np.testing.assert_allclose(session.run(None, {name: arrays[0]})[0], reference, rtol=1e-4,
-                               atol=1e-5 * np.abs(reference).max())
-
-    def timed() -> float:
-        started = time.perf_counter()
-        for x in arrays:
-            session.run(None, {name: x})
-        return len(arrays) * batch / (time.perf_counter() - started)
-    return timed
+            "limit_img_s": median[best], "limit_engine": module.ENGINES[best],
+            **{f"{engine}_img_s": median[engine] for engine in engines if engine != "eager"},
+            **{f"{engine}_first_s": first[engine] for engine in engines if engine != "eager"}}
 
 
 def forward_pass(module: Backend, model, images: np.ndarray, config: TrainConfig, engine: str | None = None):
@@ -382,10 +335,10 @@ def print_table(figures: dict) -> None:
               f"  {f['precision']}")
         print(f"{'':<10}warm-bank epoch {f['bank_epoch_s']:.3f} s against {f['train_epoch_s']:.1f} s augmented: "
               f"{f['train_epoch_s'] / f['bank_epoch_s']:.0f}x")
+        others = "".join(f", {name} {f[f'{engine}_img_s']:.1f} (first call {f[f'{engine}_first_s']:.1f} s)"
+                         for engine, name in frameworks.backend(framework).ENGINES.items() if f"{engine}_img_s" in f)
         print(f"{'':<10}backbone: {f['backbone_engine']} {f['backbone_img_s']:.1f} img/s, eager "
-              f"{f['eager_img_s']:.1f}, compiled {f['compiled_img_s']:.1f} (first call {f['compile_s']:.1f} s)"
-              + (f", ONNX Runtime {f['onnxruntime_img_s']:.1f}" if "onnxruntime_img_s" in f else "") + "; "
-              f"app / best measured {f['backbone_img_s'] / f['limit_img_s']:.2f}")
+              f"{f['eager_img_s']:.1f}{others}; app / best measured {f['backbone_img_s'] / f['limit_img_s']:.2f}")
     print(f"predict both, one image, warm: {figures['predict_both_s']:.3f} s")
     print("CPU flags: " + ", ".join(flag for flag, present in figures["cpu_flags"].items() if present))
     if "app_ready_s" in figures:  # tests/bench_app.py measured the app too

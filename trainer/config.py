@@ -19,7 +19,7 @@ from trainer.constants import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 WEIGHT_CHOICES = ("imagenet", "none")  # or a path to a weights file
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")
-ENGINE_CHOICES = ("auto", "eager", "compiled")  # AVP_BACKBONE_ENGINE: how a frozen backbone runs
+ENGINE_CHOICES = ("auto", "eager", "compiled", "onnxruntime")  # AVP_BACKBONE_ENGINE: how a frozen backbone runs
 
 
 def cpu_has_bfloat16() -> bool:
@@ -48,17 +48,25 @@ def server_precision() -> str:
     return os.environ.get("AVP_PRECISION", "auto").strip().lower() or "auto"
 
 
-def compile_backbone(bfloat16: bool, on_gpu: bool, frozen: bool) -> bool:
-    """Whether a frozen backbone runs in its framework's compiler (torch.compile with frozen weights,
-    XLA) rather than eagerly: `AVP_BACKBONE_ENGINE` eager, compiled, or auto (the default): compiled
-    on CPUs in float32, where the frameworks' own eager passes are far from what the CPU can do;
-    bfloat16 and GPUs keep the eager path. Unfrozen stages always run eagerly (they change)."""
+def backbone_engine(offered: tuple[str, ...], prefers: tuple[str, ...], bfloat16: bool, on_gpu: bool,
+                    frozen: bool) -> str:
+    """What computes a frozen backbone in training: "eager" (the framework's own pass), "compiled"
+    (torch.compile with frozen weights, XLA) or "onnxruntime" (PyTorch's backbone exported to ONNX).
+    `offered`: the engines the framework can run here; `prefers`: those auto picks from, best first.
+    `AVP_BACKBONE_ENGINE` eager, compiled, onnxruntime or auto (the default): on auto, a CPU in
+    float32 takes the first preferred engine offered, where the frameworks' own eager passes are far
+    from what the CPU can do; bfloat16 and GPUs keep the eager path. An engine asked for but not
+    offered, and unfrozen stages (they change), run eagerly."""
     choice = os.environ.get("AVP_BACKBONE_ENGINE", "auto").strip().lower() or "auto"
     if choice not in ENGINE_CHOICES:
         raise ValueError(f"AVP_BACKBONE_ENGINE must be one of {', '.join(ENGINE_CHOICES)}, got {choice!r}")
     if not frozen or choice == "eager":
-        return False
-    return choice == "compiled" or (not bfloat16 and not on_gpu)
+        return "eager"
+    if choice != "auto":
+        return choice if choice in offered else "eager"
+    if bfloat16 or on_gpu:
+        return "eager"
+    return next((engine for engine in prefers if engine in offered), "eager")
 
 
 def default_data_dir() -> str:

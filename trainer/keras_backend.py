@@ -33,14 +33,19 @@ from keras import layers
 
 from trainer import augment, bank, loop, store, weights
 from trainer.augment import AugmentConfig
-from trainer.config import TrainConfig, compile_backbone, use_bfloat16
+from trainer.config import TrainConfig, backbone_engine, use_bfloat16
 from trainer.constants import FEATURE_DIM
 from trainer.keras_affine import RandomAffine
 
 FRAMEWORK = "keras"
 _STAGES = ("conv2", "conv3", "conv4", "conv5")  # ResNet stages (layer name prefixes), input to output
 _EVAL_BATCH = 64
-_ENGINES = {"eager": "tf.function", "compiled": "XLA"}  # the names runs, the bank and the bench give
+# The engines a frozen backbone can run in, by the names runs, the bank and the bench give them.
+ENGINES = {"eager": "tf.function", "compiled": "XLA"}
+# Auto keeps tf.function; XLA only when asked for (AVP_BACKBONE_ENGINE=compiled): on 2-core VMs it
+# was no faster (AVX-512: ~0.85 s a batch of 32 whatever the image size, against tf.function's 0.77 s
+# at 224 px and 0.13 s at 64 px; 0.98 of XLA in float32). `python -m trainer bench` measures both.
+PREFERRED = ()
 _CAM_LAYER = "conv5_block3_out"  # the last ResNet stage's output, as torchvision's layer4
 
 
@@ -143,14 +148,15 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[keras.Model, dic
         model, pretrained, warnings = _build_layers(num_classes, config)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    # XLA only when asked for (AVP_BACKBONE_ENGINE=compiled), not on auto: on a 2-core AVX-512 VM it
-    # took ~0.85 s a batch of 32 whatever the image size (against tf.function: 0.77 s at 224 px,
-    # 0.13 s at 64 px); `python -m trainer bench --precision float32` measures both.
-    asked = os.environ.get("AVP_BACKBONE_ENGINE", "auto").strip().lower() == "compiled"
-    model.engine = "compiled" if asked and compile_backbone(bfloat16, on_gpu, config.unfreeze == 0) else "eager"
+    model.engine = backbone_engine(engines(bfloat16, on_gpu), PREFERRED, bfloat16, on_gpu, config.unfreeze == 0)
     model.engine_batch = config.batch_size  # the one batch shape the compiled backbone takes
     return model, {"pretrained": pretrained, "warnings": warnings,
-                   "precision": "bfloat16" if bfloat16 else "float32", "engine": _ENGINES[model.engine]}
+                   "precision": "bfloat16" if bfloat16 else "float32", "engine": ENGINES[model.engine]}
+
+
+def engines(bfloat16: bool, on_gpu: bool) -> tuple[str, ...]:
+    """The engines a frozen backbone can run in here: TensorFlow's executor and XLA, everywhere."""
+    return ("eager", "compiled")
 
 
 def _build_layers(num_classes: int, config: TrainConfig):
@@ -220,7 +226,7 @@ def _compiled_backbone(model: keras.Model):
 
 
 def backbone(model: keras.Model, engine: str | None = None) -> Callable[[tf.Tensor], np.ndarray]:
-    """The backbone alone, in the model's engine (or `engine`: eager, compiled): a batch from
+    """The backbone alone, in the model's engine (or `engine`: one of `engines`): a batch from
     `preprocess` -> (N, 2048) features as numpy."""
     engine = engine or _engine(model)
     extract = _feature_function(model, engine)

@@ -69,9 +69,9 @@ def train(config: TrainConfig, on_event=loop.ignore, should_stop=loop.never, ban
 
 
 def warm_up(config: TrainConfig | None = None) -> dict:
-    """Compile each framework's frozen backbone for `config` (default: the Train tab's defaults, the
-    server's precision, random initialisation where ImageNet weights cannot be had) now,
-    where its engine is a compiler: a warm worker pays this once, as it starts, and every run with
+    """Compile (or export) each framework's frozen backbone for `config` (default: the Train tab's
+    defaults, the server's precision, random initialisation where ImageNet weights cannot be had)
+    now, where its engine is not the eager one: a warm worker pays this once, as it starts, and every run with
     the same weights and size reuses it (the backends keep it per process). Framework -> seconds
     spent (loading the weights included); a framework that cannot build or compile (no weights
     offline) is left for its run to report."""
@@ -82,7 +82,7 @@ def warm_up(config: TrainConfig | None = None) -> dict:
         started = time.perf_counter()
         try:
             model, _ = module.build_model(2, config)
-            if getattr(model, "engine", "eager") != "compiled":
+            if getattr(model, "engine", "eager") == "eager":
                 continue
             batch = np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8)
             module.backbone(model)(module.preprocess(batch, module.select_device(config.device)))

@@ -20,15 +20,17 @@ from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from trainer import augment, bank, loop, store, weights
+from trainer import augment, bank, loop, onnx_engine, store, weights
 from trainer.augment import AugmentConfig
-from trainer.config import TrainConfig, compile_backbone, use_bfloat16
+from trainer.config import TrainConfig, backbone_engine, use_bfloat16
 from trainer.constants import FEATURE_DIM, IMAGENET_MEAN, IMAGENET_STD
 
 FRAMEWORK = "pytorch"
 _STAGES = ("layer1", "layer2", "layer3", "layer4")  # ResNet stages, input to output
 _EVAL_BATCH = 64
-_ENGINES = {"eager": "eager", "compiled": "torch.compile"}  # the names runs, the bank and the bench give
+# The engines a frozen backbone can run in, by the names runs, the bank and the bench give them.
+ENGINES = {"eager": "eager", "compiled": "torch.compile", "onnxruntime": "ONNX Runtime"}
+PREFERRED = ("onnxruntime", "compiled")  # on a CPU in float32: the README's engine table
 
 
 # ---------------------------------------------------------------- device
@@ -154,18 +156,21 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[nn.Module, dict]
     model.eval()
     on_gpu = select_device(config.device) == "gpu"
     model.bfloat16 = use_bfloat16(config.precision, on_gpu)
-    # torch.compile's CPU code is C++: without a compiler on the machine the backbone stays eager.
-    compiles = compile_backbone(model.bfloat16, on_gpu, config.unfreeze == 0) and _has_cxx()
-    model.engine = "compiled" if compiles else "eager"
-    model.engine_batch = config.batch_size  # the one batch shape the compiled backbone takes
+    model.engine = backbone_engine(engines(model.bfloat16, on_gpu), PREFERRED, model.bfloat16, on_gpu,
+                                   config.unfreeze == 0)
+    model.engine_batch = config.batch_size  # the one batch shape the compiled or exported backbone takes
     # channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolutions.
     return model.to(_torch_device(config.device), memory_format=torch.channels_last), {
         "pretrained": pretrained, "warnings": warnings, "precision": "bfloat16" if model.bfloat16 else "float32",
-        "engine": _ENGINES[model.engine]}
+        "engine": ENGINES[model.engine]}
 
 
-def _has_cxx() -> bool:
-    return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
+def engines(bfloat16: bool, on_gpu: bool) -> tuple[str, ...]:
+    """The engines a frozen backbone can run in here: torch.compile's CPU code is C++ (it needs a
+    compiler on the machine); ONNX Runtime computes float32 on the CPU, where it is installed."""
+    cxx = any(shutil.which(name) for name in ("g++", "c++", "clang++"))
+    return ("eager", *(("compiled",) if cxx or on_gpu else ()),
+            *(("onnxruntime",) if not bfloat16 and not on_gpu and onnx_engine.available() else ()))
 
 
 def _backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -176,7 +181,7 @@ def _backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def backbone(model: nn.Module, engine: str | None = None) -> Callable[[torch.Tensor], np.ndarray]:
-    """The backbone alone, in the model's engine (or `engine`: eager, compiled): a batch from
+    """The backbone alone, in the model's engine (or `engine`: eager, compiled, onnxruntime): a batch from
     `preprocess` -> (N, 2048) features as numpy."""
     device = next(model.parameters()).device
     engine = engine or model.engine
@@ -188,9 +193,10 @@ def backbone(model: nn.Module, engine: str | None = None) -> Callable[[torch.Ten
 
 
 def _engine_features(model: nn.Module, x: torch.Tensor, engine: str) -> torch.Tensor:
-    """`_backbone_features` in `engine`. The compiled backbone takes one batch shape (a new shape
-    would compile again, for tens of seconds): larger batches go through it in slices, a smaller
-    one (an epoch's last) is padded with zeros, which in eval mode change no other image's features."""
+    """`_backbone_features` in `engine`. The compiled and the exported backbones take one batch shape
+    (a new shape would compile or export again, for seconds): larger batches go through them in
+    slices, a smaller one (an epoch's last) is padded with zeros, which in eval mode change no other
+    image's features."""
     if engine == "eager":
         return _backbone_features(model, x)
     size = model.engine_batch
@@ -200,6 +206,10 @@ def _engine_features(model: nn.Module, x: torch.Tensor, engine: str) -> torch.Te
     # check the input's dispatch keys, so an input made outside it (the warm-up's, the validation's)
     # and one made inside it (a training batch's) would each compile the backbone, for tens of seconds.
     padded = torch.cat([x, x.new_zeros((size - len(x), *x.shape[1:]))]) if len(x) < size else x.clone()
+    if engine == "onnxruntime":
+        shape = tuple(padded.shape)
+        run = onnx_engine.session((_digest(model), shape), model, _backbone_features, shape)
+        return torch.from_numpy(run(padded.float().contiguous().numpy()))[:len(x)]
     from torch._inductor import config as inductor  # loaded with torch.compile, not before
 
     compiled = _compiled_backbone(model, tuple(padded.shape))
@@ -216,15 +226,20 @@ def _compiled_backbone(model: nn.Module, shape: tuple) -> Callable[[torch.Tensor
     process under a digest of the weights: a warm worker compiles once for all runs with the same
     weights and size. Inductor's FX graph cache on disk (TORCHINDUCTOR_CACHE_DIR) shortens a new
     process's compile."""
-    if not hasattr(model, "_engine_digest"):
-        model._engine_digest = bank.digest(*[t.detach().cpu().numpy() for name, t in model.state_dict().items()
-                                             if not name.startswith("fc.")])
-    key = (model._engine_digest, shape, str(next(model.parameters()).device), model.bfloat16)
+    key = (_digest(model), shape, str(next(model.parameters()).device), model.bfloat16)
     if not _compiled or _compiled[0][0] != key:
         _compiled.clear()
         torch.compiler.reset()  # the previous graph, and the model its guards hold, go
         _compiled.append((key, torch.compile(lambda x: _backbone_features(model, x), dynamic=False)))
     return _compiled[0][1]
+
+
+def _digest(model: nn.Module) -> str:
+    """The backbone's weights' digest, once per model (its weights are frozen)."""
+    if not hasattr(model, "_engine_digest"):
+        model._engine_digest = bank.digest(*[t.detach().cpu().numpy() for name, t in model.state_dict().items()
+                                             if not name.startswith("fc.")])
+    return model._engine_digest
 
 
 def features_of(model: nn.Module, images: np.ndarray) -> torch.Tensor:
