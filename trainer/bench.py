@@ -336,7 +336,7 @@ def print_table(figures: dict) -> None:
         print(f"{'':<10}warm-bank epoch {f['bank_epoch_s']:.3f} s against {f['train_epoch_s']:.1f} s augmented: "
               f"{f['train_epoch_s'] / f['bank_epoch_s']:.0f}x")
         others = "".join(f", {name} {f[f'{engine}_img_s']:.1f} (first call {f[f'{engine}_first_s']:.1f} s)"
-                         for engine, name in frameworks.backend(framework).ENGINES.items() if f"{engine}_img_s" in f)
+                         for engine, name in frameworks.backend(framework).ENGINES.items() if f"{engine}_first_s" in f)
         print(f"{'':<10}backbone: {f['backbone_engine']} {f['backbone_img_s']:.1f} img/s, eager "
               f"{f['eager_img_s']:.1f}{others}; app / best measured {f['backbone_img_s'] / f['limit_img_s']:.2f}")
     print(f"predict both, one image, warm: {figures['predict_both_s']:.3f} s")
