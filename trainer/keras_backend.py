@@ -45,7 +45,7 @@ ENGINES = {"eager": "tf.function", "compiled": "XLA"}
 # Auto keeps tf.function; XLA only when asked for (AVP_BACKBONE_ENGINE=compiled): on 2-core VMs it
 # was no faster (AVX-512: ~0.85 s a batch of 32 whatever the image size, against tf.function's 0.77 s
 # at 224 px and 0.13 s at 64 px; 0.98 of XLA in float32). `python -m trainer bench` measures both.
-PREFERRED = ()
+_PREFERRED = ()
 _CAM_LAYER = "conv5_block3_out"  # the last ResNet stage's output, as torchvision's layer4
 
 
@@ -148,7 +148,7 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[keras.Model, dic
         model, pretrained, warnings = _build_layers(num_classes, config)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    model.engine = backbone_engine(engines(bfloat16, on_gpu), PREFERRED, bfloat16, on_gpu, config.unfreeze == 0)
+    model.engine = backbone_engine(engines(bfloat16, on_gpu), _PREFERRED, bfloat16, on_gpu, config.unfreeze == 0)
     model.engine_batch = config.batch_size  # the one batch shape the compiled backbone takes
     return model, {"pretrained": pretrained, "warnings": warnings,
                    "precision": "bfloat16" if bfloat16 else "float32", "engine": ENGINES[model.engine]}

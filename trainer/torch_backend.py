@@ -30,7 +30,7 @@ _STAGES = ("layer1", "layer2", "layer3", "layer4")  # ResNet stages, input to ou
 _EVAL_BATCH = 64
 # The engines a frozen backbone can run in, by the names runs, the bank and the bench give them.
 ENGINES = {"eager": "eager", "compiled": "torch.compile", "onnxruntime": "ONNX Runtime"}
-PREFERRED = ("onnxruntime", "compiled")  # on a CPU in float32: the README's engine table
+_PREFERRED = ("onnxruntime", "compiled")  # on a CPU in float32: the README's engine table
 
 
 # ---------------------------------------------------------------- device
@@ -156,7 +156,7 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[nn.Module, dict]
     model.eval()
     on_gpu = select_device(config.device) == "gpu"
     model.bfloat16 = use_bfloat16(config.precision, on_gpu)
-    model.engine = backbone_engine(engines(model.bfloat16, on_gpu), PREFERRED, model.bfloat16, on_gpu,
+    model.engine = backbone_engine(engines(model.bfloat16, on_gpu), _PREFERRED, model.bfloat16, on_gpu,
                                    config.unfreeze == 0)
     model.engine_batch = config.batch_size  # the one batch shape the compiled or exported backbone takes
     # channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolutions.
