@@ -44,7 +44,7 @@ _EVAL_BATCH = 64
 ENGINES = {"eager": "tf.function", "compiled": "XLA"}
 # Auto keeps tf.function; XLA only when asked for (AVP_BACKBONE_ENGINE=compiled): on 2-core VMs it
 # was no faster (AVX-512: ~0.85 s a batch of 32 whatever the image size, against tf.function's 0.77 s
-# at 224 px and 0.13 s at 64 px; 0.98 of XLA in float32). `python -m trainer bench` measures both.
+# at 224 px and 0.13 s at 64 px; 0.90-0.98 of XLA at 224 px in float32). `python -m trainer bench` measures both.
 _PREFERRED = ()
 _CAM_LAYER = "conv5_block3_out"  # the last ResNet stage's output, as torchvision's layer4
 
