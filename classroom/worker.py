@@ -79,8 +79,9 @@ def serve() -> int:
     for framework in frameworks.ORDER:  # torch (torchvision) first: see trainer/keras_backend.py
         frameworks.backend(framework)
     from trainer import runner
-    for framework, seconds in runner.warm_up().items():
-        print(f"warm worker {os.getpid()}: {framework} backbone ready in {seconds:.1f} s",
+    for framework, (engine, seconds) in runner.warm_up().items():
+        name = frameworks.backend(framework).ENGINES[engine]
+        print(f"warm worker {os.getpid()}: {framework} backbone in {name}, ready in {seconds:.1f} s",
               file=sys.stderr)
     print(f"warm worker {os.getpid()}: ready", file=sys.stderr)  # the bench waits for this line
     max_mb = float(os.environ.get("AVP_WORKER_MAX_MB", 8000))

@@ -136,7 +136,53 @@ def test_the_bank_keeps_the_engines_apart(tiny_config):
 
 def test_warm_up_compiles_only_a_compiled_engine(tiny_config, monkeypatch):
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "eager")
-    assert runner.warm_up(tiny_config.with_changes(framework="keras")) == {}
+    assert {name: engine for name, (engine, _) in runner.warm_up(tiny_config).items()} == {
+        "keras": "eager", "pytorch": "eager"}
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "compiled")
-    seconds = runner.warm_up(tiny_config.with_changes(framework="keras", precision="float32"))
-    assert set(seconds) == {"keras"} and seconds["keras"] > 0
+    ((engine, seconds),) = runner.warm_up(tiny_config.with_changes(framework="keras", precision="float32")).values()
+    assert engine == "compiled" and seconds > 0
+
+
+@pytest.fixture
+def keras_race(monkeypatch):
+    """Keras' race of XLA against tf.function, fresh, with the times `prepare` measures set by the test."""
+    module = backend("keras")
+    monkeypatch.setattr(module, "_raced", {})
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "auto")
+    timed = {}
+    monkeypatch.setattr(module, "_fastest_calls", lambda model, x, engines: {e: timed[e] for e in engines})
+    return timed
+
+
+def test_keras_takes_xla_only_for_the_settings_it_was_timed_faster_at(keras_race, tiny_config):
+    """On an AVX2-only CPU XLA is 1.2x tf.function at 224 px; at 64 px it is 10x slower anywhere."""
+    module, config = backend("keras"), tiny_config.with_changes(framework="keras", precision="float32")
+    assert module.build_model(2, config)[1]["engine"] == "tf.function"  # nothing timed yet: no compile in a run
+    keras_race.update(eager=1.0, compiled=0.8)
+    assert module.prepare(config) == "compiled"
+    assert module.build_model(2, config)[1]["engine"] == "XLA"
+    assert module.build_model(2, config.with_changes(image_size=config.image_size * 2))[1]["engine"] == "tf.function"
+    assert module.build_model(2, config.with_changes(unfreeze=1))[1]["engine"] == "tf.function"
+    keras_race.update(eager=1.0, compiled=0.98)  # a tie keeps TensorFlow's own executor
+    other = config.with_changes(batch_size=config.batch_size + 1)
+    assert module.prepare(other) == "eager" and module.build_model(2, other)[1]["engine"] == "tf.function"
+
+
+def test_keras_in_bfloat16_or_asked_for_tf_function_runs_no_race(keras_race, tiny_config, monkeypatch):
+    module, config = backend("keras"), tiny_config.with_changes(framework="keras")
+    assert module.prepare(config.with_changes(precision="bfloat16")) == "eager"  # keras_race is empty: not timed
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "eager")
+    assert module.prepare(config.with_changes(precision="float32")) == "eager"
+
+
+@pytest.mark.slow
+def test_a_keras_run_after_the_warm_up_takes_the_engine_it_timed_faster(tiny_config, tmp_path, monkeypatch):
+    """The real race (no times set by the test), then a run with the same settings."""
+    monkeypatch.setattr(backend("keras"), "_raced", {})
+    monkeypatch.setenv("AVP_BACKBONE_ENGINE", "auto")
+    config = tiny_config.with_changes(framework="keras", image_size=64, precision="float32", epochs=1,
+                                      out_dir=str(tmp_path))
+    ((engine, _),) = runner.warm_up(config).values()
+    events = []
+    runner.train(config, events.append)
+    assert [e["engine"] for e in events if e["type"] == "start"] == [NAMES["keras"][engine]]

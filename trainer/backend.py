@@ -70,6 +70,12 @@ class Backend(Protocol):
         """The engines (keys of the module's ENGINES: eager, compiled, ...) a frozen backbone can run
         in on this machine; build_model picks among them, the bench times each."""
 
+    def prepare(self, config: TrainConfig) -> str:
+        """Make the frozen backbone's engine ready in this process for runs with `config` (compile or
+        export it, kept per process for the same weights and shape; Keras also times XLA against
+        tf.function and keeps the faster for these settings): what a warm worker does as it starts.
+        The engine such runs take, a key of ENGINES."""
+
     def backbone(self, model: Model, engine: str | None = None) -> Callable[[Tensor], np.ndarray]:
         """The model's backbone as one function: a batch from `preprocess` -> (N, 2048) features,
         without gradients, in the model's precision (the forward pass alone, for timing it), run by

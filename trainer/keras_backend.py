@@ -42,10 +42,12 @@ _STAGES = ("conv2", "conv3", "conv4", "conv5")  # ResNet stages (layer name pref
 _EVAL_BATCH = 64
 # The engines a frozen backbone can run in, by the names runs, the bank and the bench give them.
 ENGINES = {"eager": "tf.function", "compiled": "XLA"}
-# Auto keeps tf.function; XLA only when asked for (AVP_BACKBONE_ENGINE=compiled): on 2-core VMs it
-# was no faster (AVX-512: ~0.85 s a batch of 32 whatever the image size, against tf.function's 0.77 s
-# at 224 px and 0.13 s at 64 px; 0.90-0.98 of XLA at 224 px in float32). `python -m trainer bench` measures both.
-_PREFERRED = ()
+# Which is faster depends on the CPU and the image size (float32, batch 32, 2 cores: XLA 1.2x
+# tf.function at 224 px on an AVX2-only EPYC, 0.93-1.11x on AVX-512 ones, 0.1x at 64 px), so auto
+# takes XLA only for the settings `prepare` timed it faster at in this process (a warm worker does,
+# as it starts, for the Train tab's defaults); else tf.function, which compiles nothing in a run.
+_RACE_MARGIN = 1.05  # XLA must be this much faster: a tie keeps the framework's own executor
+_raced: dict[tuple, str] = {}  # (image size, batch, bfloat16) -> the engine `prepare` timed faster
 _CAM_LAYER = "conv5_block3_out"  # the last ResNet stage's output, as torchvision's layer4
 
 
@@ -148,7 +150,9 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[keras.Model, dic
         model, pretrained, warnings = _build_layers(num_classes, config)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    model.engine = backbone_engine(engines(bfloat16, on_gpu), _PREFERRED, bfloat16, on_gpu, config.unfreeze == 0)
+    raced = (config.image_size, config.batch_size, bfloat16)
+    preferred = (_raced[raced],) if raced in _raced else ()
+    model.engine = backbone_engine(engines(bfloat16, on_gpu), preferred, bfloat16, on_gpu, config.unfreeze == 0)
     model.engine_batch = config.batch_size  # the one batch shape the compiled backbone takes
     return model, {"pretrained": pretrained, "warnings": warnings,
                    "precision": "bfloat16" if bfloat16 else "float32", "engine": ENGINES[model.engine]}
@@ -157,6 +161,39 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[keras.Model, dic
 def engines(bfloat16: bool, on_gpu: bool) -> tuple[str, ...]:
     """The engines a frozen backbone can run in here: TensorFlow's executor and XLA, everywhere."""
     return ("eager", "compiled")
+
+
+def prepare(config: TrainConfig) -> str:
+    """Compile the frozen backbone for runs with `config` in this process where auto could take XLA,
+    and time it against tf.function in turns (on zeros: a convolution's time does not depend on the
+    values); runs with these settings then take the faster. The engine they take."""
+    model, info = build_model(2, config)
+    bfloat16, on_gpu = info["precision"] == "bfloat16", select_device(config.device) == "gpu"
+    key = (config.image_size, config.batch_size, bfloat16)
+    could = backbone_engine(engines(bfloat16, on_gpu), ("compiled",), bfloat16, on_gpu, config.unfreeze == 0)
+    x = preprocess(np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8))
+    if could == "compiled" and model.engine == "eager" and key not in _raced:
+        seconds = _fastest_calls(model, x, ("eager", "compiled"))
+        _raced[key] = "compiled" if seconds["eager"] > _RACE_MARGIN * seconds["compiled"] else "eager"
+        return _raced[key]
+    if model.engine != "eager":
+        backbone(model)(x)
+    return model.engine
+
+
+def _fastest_calls(model: keras.Model, x: tf.Tensor, engines: tuple[str, ...], turns: int = 2) -> dict:
+    """Engine -> its fastest call on `x` of `turns`, taken in turns after a first call each (tracing,
+    compiling), so that the machine's drift hits all alike."""
+    runs = {engine: backbone(model, engine) for engine in engines}
+    for run in runs.values():
+        run(x)
+    fastest = dict.fromkeys(runs, float("inf"))
+    for _ in range(turns):
+        for engine, run in runs.items():
+            started = time.perf_counter()
+            run(x)
+            fastest[engine] = min(fastest[engine], time.perf_counter() - started)
+    return fastest
 
 
 def _build_layers(num_classes: int, config: TrainConfig):

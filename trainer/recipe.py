@@ -347,7 +347,8 @@ history = model.fit(train_data, validation_data=val_data, epochs=EPOCHS, verbose
         note += (" The app trains the same way, but computes the frozen backbone's features in the fastest "
                  "engine it has: on a CPU in float32, PyTorch's backbone exported to ONNX Runtime from these "
                  "same weights (torch.compile where ONNX Runtime is not installed) and Keras' in TensorFlow's "
-                 "tf.function; in bfloat16 or on a GPU, each framework's own pass, as here. The features agree "
+                 "tf.function, or in XLA where the server timed XLA faster for these settings; in bfloat16 or "
+                 "on a GPU, each framework's own pass, as here. The features agree "
                  "to float32's rounding; each run's log and results table name the engine that computed them.")
     if config.unfreeze:
         note += (" Fine-tuning differs too: Keras' fit takes one learning rate, so the unfrozen stages learn in "

@@ -69,27 +69,22 @@ def train(config: TrainConfig, on_event=loop.ignore, should_stop=loop.never, ban
 
 
 def warm_up(config: TrainConfig | None = None) -> dict:
-    """Compile (or export) each framework's frozen backbone for `config` (default: the Train tab's
+    """Make each framework's frozen backbone engine ready for `config` (default: the Train tab's
     defaults, the server's precision, random initialisation where ImageNet weights cannot be had)
-    now, where its engine is not the eager one: a warm worker pays this once, as it starts, and every run with
-    the same weights and size reuses it (the backends keep it per process). Framework -> seconds
-    spent (loading the weights included); a framework that cannot build or compile (no weights
-    offline) is left for its run to report."""
+    now (the backends' `prepare`: compile, export, or time XLA against tf.function): a warm worker
+    pays this once, as it starts, and every run with the same weights and size reuses it.
+    Framework -> (engine, seconds spent, loading the weights included); a framework that cannot
+    build or compile (no weights offline) is left for its run to report."""
     config = config or TrainConfig(precision=server_precision(), weights=weights.default_choice())
-    seconds = {}
+    prepared = {}
     for framework in config.frameworks:
-        module = backend(framework)
         started = time.perf_counter()
         try:
-            model, _ = module.build_model(2, config)
-            if getattr(model, "engine", "eager") == "eager":
-                continue
-            batch = np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8)
-            module.backbone(model)(module.preprocess(batch, module.select_device(config.device)))
+            engine = backend(framework).prepare(config)
         except Exception:  # noqa: BLE001 - a worker must serve even so; the run itself will say what fails
             continue
-        seconds[framework] = time.perf_counter() - started
-    return seconds
+        prepared[framework] = (engine, time.perf_counter() - started)
+    return prepared
 
 
 def train_one(framework: str, config: TrainConfig, arrays: data.Arrays, on_event, should_stop,

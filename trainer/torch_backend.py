@@ -173,6 +173,17 @@ def engines(bfloat16: bool, on_gpu: bool) -> tuple[str, ...]:
             *(("onnxruntime",) if not bfloat16 and not on_gpu and onnx_engine.available() else ()))
 
 
+def prepare(config: TrainConfig) -> str:
+    """Export (or compile) the frozen backbone for runs with `config` in this process, where auto
+    takes an engine other than the eager one: runs with the same weights and shape reuse it. The
+    engine they take."""
+    model, _ = build_model(2, config)
+    if model.engine != "eager":
+        zeros = np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8)
+        backbone(model)(preprocess(zeros, select_device(config.device)))
+    return model.engine
+
+
 def _backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """ResNet-50 without its head: (N, 3, H, W) normalised -> (N, 2048)."""
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
