@@ -150,7 +150,7 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[keras.Model, dic
         model, pretrained, warnings = _build_layers(num_classes, config)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    raced = (config.image_size, config.batch_size, bfloat16)
+    raced = _race_key(config, bfloat16)
     preferred = (_raced[raced],) if raced in _raced else ()
     model.engine = backbone_engine(engines(bfloat16, on_gpu), preferred, bfloat16, on_gpu, config.unfreeze == 0)
     model.engine_batch = config.batch_size  # the one batch shape the compiled backbone takes
@@ -169,9 +169,10 @@ def prepare(config: TrainConfig) -> str:
     values); runs with these settings then take the faster. The engine they take."""
     model, info = build_model(2, config)
     bfloat16, on_gpu = info["precision"] == "bfloat16", select_device(config.device) == "gpu"
-    key = (config.image_size, config.batch_size, bfloat16)
+    key = _race_key(config, bfloat16)
     could = backbone_engine(engines(bfloat16, on_gpu), ("compiled",), bfloat16, on_gpu, config.unfreeze == 0)
-    x = preprocess(np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8))
+    zeros = np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8)
+    x = preprocess(zeros, "gpu" if on_gpu else "cpu")
     if could == "compiled" and model.engine == "eager" and key not in _raced:
         seconds = _fastest_calls(model, x, ("eager", "compiled"))
         _raced[key] = "compiled" if seconds["eager"] > _RACE_MARGIN * seconds["compiled"] else "eager"
@@ -179,6 +180,11 @@ def prepare(config: TrainConfig) -> str:
     if model.engine != "eager":
         backbone(model)(x)
     return model.engine
+
+
+def _race_key(config: TrainConfig, bfloat16: bool) -> tuple:
+    """The settings a race's result holds for: the backbone's input shape and precision."""
+    return config.image_size, config.batch_size, bfloat16
 
 
 def _fastest_calls(model: keras.Model, x: tf.Tensor, engines: tuple[str, ...], turns: int = 2) -> dict:
