@@ -22,9 +22,10 @@ def server(tmp_path_factory):
 
 
 def code_text(page, elem_id: str) -> str:
-    """A code box's text, scrolled into view first (the editor draws only the lines on screen)."""
-    return page.evaluate("(id) => { const box = document.getElementById(id); box.scrollIntoView({block: 'end'});"
-                         " return box.innerText; }", elem_id)
+    """A code box's text, scrolled into view first (the editor draws only the lines on screen); empty
+    while the tab has not drawn the box yet (a tab's children are mounted when it is first opened)."""
+    return page.evaluate("(id) => { const box = document.getElementById(id); if (!box) return '';"
+                         " box.scrollIntoView({block: 'end'}); return box.innerText; }", elem_id)
 
 
 def wait_for_code(page, changes: dict[str, str], present: bool = True) -> None:
