@@ -6,29 +6,34 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from trainer import bench, frameworks
 from trainer.config import TrainConfig
 
 
-def fake_backend(name: str, engines: dict):
-    """A backend whose engines all compute the same features (a sum per image), at their own pace."""
+def fake_backend(name: str, engines: dict, off: float = 0.0):
+    """A backend whose engines all compute the same features (a sum per image), at their own pace; the
+    engines other than eager `off` by that share of each feature."""
     features = lambda x: np.repeat(x.reshape(len(x), -1).sum(1, keepdims=True), 4, 1)  # noqa: E731
     return SimpleNamespace(FRAMEWORK=name, ENGINES=engines, engines=lambda bfloat16, on_gpu: tuple(engines),
                            select_device=lambda device: "cpu", preprocess=lambda images, device="cpu": images / 255,
-                           backbone=lambda model, engine=None: features)
+                           backbone=lambda model, engine=None: (
+                               features if engine == "eager" else lambda x: features(x) * (1 + off)))
+
+
+IMAGES = np.random.default_rng(0).integers(0, 255, (8, 4, 4, 3), dtype=np.uint8)
 
 
 def test_the_report_prints_every_engine_a_framework_has(capsys, monkeypatch):
     names = {"keras": {"eager": "tf.function", "compiled": "XLA"},
              "pytorch": {"eager": "eager", "compiled": "torch.compile", "onnxruntime": "ONNX Runtime"}}
     monkeypatch.setattr(frameworks, "backend", lambda name: fake_backend(name, names[name]))
-    images = np.random.default_rng(0).integers(0, 255, (8, 4, 4, 3), dtype=np.uint8)
     config = TrainConfig(batch_size=4)
     figures = {"predict_both_s": 0.2, "cpu_flags": {"avx2": True, "amx": False}}
     for name in frameworks.ORDER:
         model = SimpleNamespace(bfloat16=False)
-        engines = bench.engine_figures(frameworks.backend(name), model, images, config)
+        engines = bench.engine_figures(frameworks.backend(name), model, IMAGES, config)
         assert set(engines) >= {"eager_img_s", "compiled_img_s", "limit_img_s", "limit_engine", "compiled_first_s"}
         figures[name] = {"backbone_img_s": engines["compiled_img_s"], "prepare_s": 5.0,
                          "seed_img_s": 10.0, "train_img_s": 20.0, "forward_img_s": 21.0, "seed_epoch_s": 9.0,
@@ -44,3 +49,15 @@ def test_the_report_prints_every_engine_a_framework_has(capsys, monkeypatch):
     bench.report({**figures, **app})
     table, line = capsys.readouterr().out.rstrip().rsplit("\n", 1)
     assert "1.25x" in table and json.loads(line)["first_run_s"] == 250.0
+
+
+def test_engines_are_held_to_their_precisions_rounding():
+    """bfloat16's rounding in another order (0.5% here: XLA against tf.function on avx512_bf16) passes
+    in bfloat16, not in float32; an engine off by 10% is refused in both, naming itself."""
+    names, config = {"eager": "tf.function", "compiled": "XLA"}, TrainConfig(batch_size=4)
+    rounded = fake_backend("keras", names, off=0.005)
+    assert bench.engine_figures(rounded, SimpleNamespace(bfloat16=True), IMAGES, config)["compiled_img_s"] > 0
+    with pytest.raises(AssertionError, match="keras's XLA features"):
+        bench.engine_figures(rounded, SimpleNamespace(bfloat16=False), IMAGES, config)
+    with pytest.raises(AssertionError, match="keras's XLA features"):
+        bench.engine_figures(fake_backend("keras", names, off=0.1), SimpleNamespace(bfloat16=True), IMAGES, config)
