@@ -32,8 +32,7 @@ def test_the_report_prints_every_engine_a_framework_has(capsys, monkeypatch):
     config = TrainConfig(batch_size=4)
     figures = {"predict_both_s": 0.2, "cpu_flags": {"avx2": True, "amx": False}}
     for name in frameworks.ORDER:
-        model = SimpleNamespace(bfloat16=False)
-        engines = bench.engine_figures(frameworks.backend(name), model, IMAGES, config)
+        engines = bench.engine_figures(frameworks.backend(name), None, IMAGES, config, "float32")
         assert set(engines) >= {"eager_img_s", "compiled_img_s", "limit_img_s", "limit_engine", "compiled_first_s"}
         figures[name] = {"backbone_img_s": engines["compiled_img_s"], "prepare_s": 5.0,
                          "seed_img_s": 10.0, "train_img_s": 20.0, "forward_img_s": 21.0, "seed_epoch_s": 9.0,
@@ -56,8 +55,8 @@ def test_engines_are_held_to_their_precisions_rounding():
     in bfloat16, not in float32; an engine off by 10% is refused in both, naming itself."""
     names, config = {"eager": "tf.function", "compiled": "XLA"}, TrainConfig(batch_size=4)
     rounded = fake_backend("keras", names, off=0.005)
-    assert bench.engine_figures(rounded, SimpleNamespace(bfloat16=True), IMAGES, config)["compiled_img_s"] > 0
+    assert bench.engine_figures(rounded, None, IMAGES, config, "bfloat16")["compiled_img_s"] > 0
     with pytest.raises(AssertionError, match="keras's XLA features"):
-        bench.engine_figures(rounded, SimpleNamespace(bfloat16=False), IMAGES, config)
+        bench.engine_figures(rounded, None, IMAGES, config, "float32")
     with pytest.raises(AssertionError, match="keras's XLA features"):
-        bench.engine_figures(fake_backend("keras", names, off=0.1), SimpleNamespace(bfloat16=True), IMAGES, config)
+        bench.engine_figures(fake_backend("keras", names, off=0.1), None, IMAGES, config, "bfloat16")

@@ -117,8 +117,8 @@ def epoch_check(args) -> int:
 def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
     seed = seed_recipe(framework, config, train, val)
     module = frameworks.backend(framework)
-    model, _ = module.build_model(len(arrays.classes), config)
-    engines = engine_figures(module, model, arrays.x_train, config)
+    model, info = module.build_model(len(arrays.classes), config)
+    engines = engine_figures(module, model, arrays.x_train, config, info["precision"])
     # Then as a warm worker starts (Keras times XLA against tf.function): the engine the app takes.
     started = time.perf_counter()
     engine = module.prepare(config)
@@ -164,15 +164,14 @@ def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
 SAME_FEATURES = {"float32": (1e-4, 1e-5), "bfloat16": (2e-2, 1e-2)}
 
 
-def engine_figures(module: Backend, model, images: np.ndarray, config: TrainConfig) -> dict:
+def engine_figures(module: Backend, model, images: np.ndarray, config: TrainConfig, precision: str) -> dict:
     """The backbone's forward pass in each engine the framework has here (`module.engines`: its own
     eager pass, its compiler, ONNX Runtime for PyTorch in float32 on a CPU), in turns (eager,
     compiled, ..., eager, ...: the machine's drift hits all alike), the median of ROUNDS passes each;
     each engine's first call (tracing and compiling, or exporting) as `<engine>_first_s`. Every
     engine is checked against the framework's own features before it is timed."""
-    bfloat16 = getattr(model, "bfloat16", False)
-    engines = module.engines(bfloat16, module.select_device(config.device) == "gpu")
-    rtol, atol = SAME_FEATURES["bfloat16" if bfloat16 else "float32"]
+    engines = module.engines(precision == "bfloat16", module.select_device(config.device) == "gpu")
+    rtol, atol = SAME_FEATURES[precision]
     runs, first = {}, {}
     reference = np.asarray(module.backbone(model, "eager")(module.preprocess(images[:config.batch_size])), np.float32)
     for engine in engines:  # the first call of each: tracing, compiling, exporting, kernel selection
