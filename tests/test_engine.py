@@ -6,7 +6,7 @@ batch; a run says which engine computed its features, and the feature bank keeps
 import numpy as np
 import pytest
 
-from trainer import bank, frameworks, onnx_engine, runner
+from trainer import bank, config as config_module, frameworks, onnx_engine, runner
 from trainer.config import backbone_engine
 from trainer.frameworks import backend
 
@@ -28,26 +28,25 @@ def test_onnx_runtime_is_installed_for_pytorch_on_a_cpu_in_float32():
     assert backend("keras").engines(bfloat16=False, on_gpu=False) == ("eager", "compiled")
 
 
-def test_the_engine_follows_the_setting_and_the_precision(monkeypatch):
+def test_the_engine_follows_the_setting(monkeypatch):
     torch_like = {"offered": ("eager", "compiled", "onnxruntime"), "prefers": ("onnxruntime", "compiled")}
     keras_like = {"offered": ("eager", "compiled"), "prefers": ()}
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "auto")
-    assert backbone_engine(**torch_like, bfloat16=False, on_gpu=False, frozen=True) == "onnxruntime"
-    assert backbone_engine(("eager", "compiled"), ("onnxruntime", "compiled"), False, False, True) == "compiled"
-    assert backbone_engine(**keras_like, bfloat16=False, on_gpu=False, frozen=True) == "eager"
-    assert backbone_engine(**torch_like, bfloat16=True, on_gpu=False, frozen=True) == "eager"  # bfloat16 is native
-    assert backbone_engine(**torch_like, bfloat16=False, on_gpu=True, frozen=True) == "eager"
-    assert backbone_engine(**torch_like, bfloat16=False, on_gpu=False, frozen=False) == "eager"  # unfrozen stages
+    assert backbone_engine(**torch_like, on_gpu=False, frozen=True) == "onnxruntime"
+    assert backbone_engine(("eager", "compiled"), ("onnxruntime", "compiled"), False, True) == "compiled"
+    assert backbone_engine(**keras_like, on_gpu=False, frozen=True) == "eager"  # nothing raced: its own pass
+    assert backbone_engine(**torch_like, on_gpu=True, frozen=True) == "eager"
+    assert backbone_engine(**torch_like, on_gpu=False, frozen=False) == "eager"  # unfrozen stages
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "compiled")
-    assert backbone_engine(**keras_like, bfloat16=True, on_gpu=False, frozen=True) == "compiled"
-    assert backbone_engine(**torch_like, bfloat16=False, on_gpu=False, frozen=False) == "eager"
+    assert backbone_engine(**keras_like, on_gpu=False, frozen=True) == "compiled"
+    assert backbone_engine(**torch_like, on_gpu=False, frozen=False) == "eager"
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "onnxruntime")
-    assert backbone_engine(**keras_like, bfloat16=False, on_gpu=False, frozen=True) == "eager"  # not Keras'
+    assert backbone_engine(**keras_like, on_gpu=False, frozen=True) == "eager"  # not Keras'
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "eager")
-    assert backbone_engine(**torch_like, bfloat16=False, on_gpu=False, frozen=True) == "eager"
+    assert backbone_engine(**torch_like, on_gpu=False, frozen=True) == "eager"
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "fast")
     with pytest.raises(ValueError, match="AVP_BACKBONE_ENGINE must be one of auto, eager, compiled, onnxruntime"):
-        backbone_engine(**torch_like, bfloat16=False, on_gpu=False, frozen=True)
+        backbone_engine(**torch_like, on_gpu=False, frozen=True)
 
 
 def assert_same_features(ours, theirs):
@@ -144,45 +143,84 @@ def test_warm_up_compiles_only_a_compiled_engine(tiny_config, monkeypatch):
 
 
 @pytest.fixture
-def keras_race(monkeypatch):
-    """Keras' race of XLA against tf.function, fresh, with the times `prepare` measures set by the test."""
-    module = backend("keras")
-    monkeypatch.setattr(module, "_raced", {})
+def race(monkeypatch):
+    """Both backends' races of their compiler against their own pass, fresh, with the times `prepare`
+    measures set by the test (engine -> seconds a call)."""
+    for framework in frameworks.NAMES:
+        monkeypatch.setattr(backend(framework), "_raced", {})
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "auto")
     timed = {}
-    monkeypatch.setattr(module, "_fastest_calls", lambda model, x, engines: {e: timed[e] for e in engines})
+    monkeypatch.setattr(config_module, "fastest_calls", lambda calls: {engine: timed[engine] for engine in calls})
     return timed
 
 
-def test_keras_takes_xla_only_for_the_settings_it_was_timed_faster_at(keras_race, tiny_config):
+def test_keras_takes_xla_only_for_the_settings_it_was_timed_faster_at(race, tiny_config):
     """On an AVX2-only CPU XLA is 1.2x tf.function at 224 px; at 64 px it is 10x slower anywhere."""
     module, config = backend("keras"), tiny_config.with_changes(framework="keras", precision="float32")
     assert module.build_model(2, config)[1]["engine"] == "tf.function"  # nothing timed yet: no compile in a run
-    keras_race.update(eager=1.0, compiled=0.8)
+    race.update(eager=1.0, compiled=0.8)
     assert module.prepare(config) == "compiled"
     assert module.build_model(2, config)[1]["engine"] == "XLA"
     assert module.build_model(2, config.with_changes(image_size=config.image_size * 2))[1]["engine"] == "tf.function"
     assert module.build_model(2, config.with_changes(unfreeze=1))[1]["engine"] == "tf.function"
-    keras_race.update(eager=1.0, compiled=0.98)  # a tie keeps TensorFlow's own executor
+    assert module.build_model(2, config.with_changes(precision="bfloat16"))[1]["engine"] == "tf.function"
+    race.update(eager=1.0, compiled=0.98)  # a tie keeps TensorFlow's own executor
     other = config.with_changes(batch_size=config.batch_size + 1)
     assert module.prepare(other) == "eager" and module.build_model(2, other)[1]["engine"] == "tf.function"
 
 
-def test_keras_in_bfloat16_or_asked_for_tf_function_runs_no_race(keras_race, tiny_config, monkeypatch):
-    module, config = backend("keras"), tiny_config.with_changes(framework="keras")
-    assert module.prepare(config.with_changes(precision="bfloat16")) == "eager"  # keras_race is empty: not timed
+@pytest.mark.parametrize("framework", frameworks.NAMES)
+def test_in_bfloat16_each_framework_takes_its_compiler_only_where_it_was_timed_faster(framework, race, tiny_config):
+    """bfloat16 on an avx512_bf16 EPYC: torch.compile 1.8x eager, XLA 0.7x tf.function."""
+    module, config = backend(framework), tiny_config.with_changes(framework=framework, precision="bfloat16")
+    assert module.build_model(2, config)[1]["engine"] == NAMES[framework]["eager"]
+    race.update(eager=1.0, compiled=0.55)
+    assert module.prepare(config) == "compiled"
+    assert module.build_model(2, config)[1]["engine"] == NAMES[framework]["compiled"]
+    race.update(eager=1.0, compiled=1.4)
+    other = config.with_changes(image_size=config.image_size * 2)
+    assert module.prepare(other) == "eager" and module.build_model(2, other)[1]["engine"] == NAMES[framework]["eager"]
+
+
+def test_pytorch_in_float32_takes_onnx_runtime_without_a_race(race, tiny_config):
+    """ONNX Runtime is the fastest PyTorch engine on every CPU measured: nothing is timed (race is
+    empty: a timing would fail), and the warm worker exports it."""
+    module = backend("pytorch")
+    config = tiny_config.with_changes(framework="pytorch", precision="float32", image_size=64)
+    assert module.build_model(2, config)[1]["engine"] == "ONNX Runtime"
+    assert module.prepare(config) == "onnxruntime"
+
+
+def test_asked_for_their_own_pass_the_frameworks_run_no_race(race, tiny_config, monkeypatch):
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "eager")
-    assert module.prepare(config.with_changes(precision="float32")) == "eager"
+    for framework in frameworks.NAMES:
+        for precision in ("float32", "bfloat16"):  # race is empty: a timing would fail
+            assert backend(framework).prepare(tiny_config.with_changes(precision=precision)) == "eager"
 
 
 @pytest.mark.slow
-def test_a_keras_run_after_the_warm_up_takes_the_engine_it_timed_faster(tiny_config, tmp_path, monkeypatch):
-    """The real race (no times set by the test), then a run with the same settings."""
-    monkeypatch.setattr(backend("keras"), "_raced", {})
+@pytest.mark.parametrize(("framework", "precision"), [("keras", "float32"), ("keras", "bfloat16"),
+                                                     ("pytorch", "bfloat16")])
+def test_a_run_after_the_warm_up_takes_the_engine_it_timed_faster(framework, precision, tiny_config, tmp_path,
+                                                                  monkeypatch):
+    """The real race (no times set by the test), then a run with the same settings; both engines
+    compute the same features to the precision's rounding (the bench's check)."""
+    from trainer.bench import SAME_FEATURES
+
+    module = backend(framework)
+    monkeypatch.setattr(module, "_raced", {})
     monkeypatch.setenv("AVP_BACKBONE_ENGINE", "auto")
-    config = tiny_config.with_changes(framework="keras", image_size=64, precision="float32", epochs=1,
+    config = tiny_config.with_changes(framework=framework, image_size=64, precision=precision, epochs=1,
                                       out_dir=str(tmp_path))
     ((engine, _),) = runner.warm_up(config).values()
+    assert set(module._raced.values()) == {engine}  # timed, not taken by a fixed preference
     events = []
     runner.train(config, events.append)
-    assert [e["engine"] for e in events if e["type"] == "start"] == [NAMES["keras"][engine]]
+    assert [e["engine"] for e in events if e["type"] == "start"] == [NAMES[framework][engine]]
+    model, _ = module.build_model(2, config)
+    x = module.preprocess(np.random.default_rng(0).integers(0, 255, (config.batch_size, 64, 64, 3), np.uint8))
+    rtol, atol = SAME_FEATURES[precision]
+    theirs = np.asarray(module.backbone(model, "eager")(x), np.float32)
+    for engine in ("compiled", "eager"):
+        ours = np.asarray(module.backbone(model, engine)(x), np.float32)
+        np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol * np.abs(theirs).max())

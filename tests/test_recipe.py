@@ -33,7 +33,7 @@ def test_seven_steps_each_with_a_note_and_both_sides():
 def test_the_training_step_says_which_engine_the_app_computes_the_frozen_backbone_in():
     training = {step.title: step.note for step in recipe.steps(DEFAULT)}["Training"]
     assert "ONNX Runtime" in training and "tf.function" in training and "XLA" in training
-    assert "float32's rounding" in training
+    assert "the precision's rounding" in training and "bfloat16 torch.compile" in training
     unfrozen = {step.title: step.note for step in recipe.steps(DEFAULT.with_changes(unfreeze=1))}["Training"]
     assert "ONNX Runtime" not in unfrozen  # unfrozen stages change: every engine is the framework's own pass
 

@@ -72,9 +72,10 @@ class Backend(Protocol):
 
     def prepare(self, config: TrainConfig) -> str:
         """Make the frozen backbone's engine ready in this process for runs with `config` (compile or
-        export it, kept per process for the same weights and shape; Keras also times XLA against
-        tf.function and keeps the faster for these settings): what a warm worker does as it starts.
-        The engine such runs take, a key of ENGINES."""
+        export it, kept per process for the same weights and shape; where the compiler's gain depends
+        on the CPU, Keras' XLA and PyTorch's torch.compile in bfloat16, time it against the framework's
+        own pass and keep the faster for these settings: trainer/config.py `prepare_engine`): what a
+        warm worker does as it starts. The engine such runs take, a key of ENGINES."""
 
     def backbone(self, model: Model, engine: str | None = None) -> Callable[[Tensor], np.ndarray]:
         """The model's backbone as one function: a batch from `preprocess` -> (N, 2048) features,

@@ -6,11 +6,15 @@ rebuilds the model from the copy saved in metadata.json. No framework import her
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from trainer import frameworks
 from trainer.augment import AugmentConfig, setting
@@ -48,15 +52,15 @@ def server_precision() -> str:
     return os.environ.get("AVP_PRECISION", "auto").strip().lower() or "auto"
 
 
-def backbone_engine(offered: tuple[str, ...], prefers: tuple[str, ...], bfloat16: bool, on_gpu: bool,
-                    frozen: bool) -> str:
+def backbone_engine(offered: tuple[str, ...], prefers: tuple[str, ...], on_gpu: bool, frozen: bool) -> str:
     """What computes a frozen backbone in training: "eager" (the framework's own pass), "compiled"
     (torch.compile with frozen weights, XLA) or "onnxruntime" (PyTorch's backbone exported to ONNX).
-    `offered`: the engines the framework can run here; `prefers`: those auto picks from, best first.
-    `AVP_BACKBONE_ENGINE` eager, compiled, onnxruntime or auto (the default): on auto, a CPU in
-    float32 takes the first preferred engine offered, where the frameworks' own eager passes are far
-    from what the CPU can do; bfloat16 and GPUs keep the eager path. An engine asked for but not
-    offered, and unfrozen stages (they change), run eagerly."""
+    `offered`: the engines the framework can run here; `prefers`: those auto picks from, best first
+    (each backend's: a fixed order where one engine is measured best everywhere, else the engine its
+    warm worker's `race` timed faster for these settings). `AVP_BACKBONE_ENGINE` eager, compiled,
+    onnxruntime or auto (the default): on auto, a CPU takes the first preferred engine offered;
+    GPUs keep the eager path. An engine asked for but not offered, and unfrozen stages (they
+    change), run eagerly."""
     choice = os.environ.get("AVP_BACKBONE_ENGINE", "auto").strip().lower() or "auto"
     if choice not in ENGINE_CHOICES:
         raise ValueError(f"AVP_BACKBONE_ENGINE must be one of {', '.join(ENGINE_CHOICES)}, got {choice!r}")
@@ -64,9 +68,54 @@ def backbone_engine(offered: tuple[str, ...], prefers: tuple[str, ...], bfloat16
         return "eager"
     if choice != "auto":
         return choice if choice in offered else "eager"
-    if bfloat16 or on_gpu:
+    if on_gpu:
         return "eager"
     return next((engine for engine in prefers if engine in offered), "eager")
+
+
+RACE_MARGIN = 1.05  # another engine must be this much faster: a tie keeps the framework's own pass
+
+
+def race_key(config: TrainConfig, bfloat16: bool) -> tuple:
+    """The settings a race's result holds for: the backbone's input shape and precision."""
+    return config.image_size, config.batch_size, bfloat16
+
+
+def prepare_engine(engine: str, could: str, key: tuple, raced: dict[tuple, str],
+                   backbone_in: Callable[[str], Callable[[Any], object]], x: Any) -> str:
+    """A backend's `prepare` once it knows its model's `engine` and the compiler auto `could` take
+    (`backbone_engine` offered the backend's raced engines): where the model runs its framework's own
+    pass but could take the compiler, and these settings (`key`) were not timed yet, time both on the
+    batch `x` (`race`; `backbone_in(engine)`: the backbone in that engine) and keep the faster in
+    `raced`; else make the model's engine ready with one call. The engine runs with `key` take."""
+    if could != "eager" and engine == "eager" and key not in raced:
+        raced[key] = race({name: functools.partial(backbone_in(name), x) for name in ("eager", could)})
+        return raced[key]
+    if engine != "eager":
+        backbone_in(engine)(x)
+    return engine
+
+
+def race(calls: dict[str, Callable[[], object]]) -> str:
+    """The engine to take of `calls` (engine -> one call of the backbone on a batch, "eager" among
+    them): each timed by `fastest_calls`; another engine wins only when RACE_MARGIN faster than eager."""
+    seconds = fastest_calls(calls)
+    best = min(seconds, key=seconds.get)
+    return best if seconds["eager"] > RACE_MARGIN * seconds[best] else "eager"
+
+
+def fastest_calls(calls: dict[str, Callable[[], object]], turns: int = 2) -> dict[str, float]:
+    """Engine -> its fastest call of `turns`, taken in turns after a first call each (tracing,
+    compiling), so that the machine's drift hits all alike."""
+    for call in calls.values():
+        call()
+    fastest = dict.fromkeys(calls, float("inf"))
+    for _ in range(turns):
+        for engine, call in calls.items():
+            started = time.perf_counter()
+            call()
+            fastest[engine] = min(fastest[engine], time.perf_counter() - started)
+    return fastest
 
 
 def default_data_dir() -> str:

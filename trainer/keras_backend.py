@@ -33,7 +33,7 @@ from keras import layers
 
 from trainer import augment, bank, loop, store, weights
 from trainer.augment import AugmentConfig
-from trainer.config import TrainConfig, backbone_engine, use_bfloat16
+from trainer.config import TrainConfig, backbone_engine, prepare_engine, race_key, use_bfloat16
 from trainer.constants import FEATURE_DIM
 from trainer.keras_affine import RandomAffine
 
@@ -42,12 +42,12 @@ _STAGES = ("conv2", "conv3", "conv4", "conv5")  # ResNet stages (layer name pref
 _EVAL_BATCH = 64
 # The engines a frozen backbone can run in, by the names runs, the bank and the bench give them.
 ENGINES = {"eager": "tf.function", "compiled": "XLA"}
-# Which is faster depends on the CPU and the image size (float32, batch 32, 2 cores: XLA 1.2x
-# tf.function at 224 px on an AVX2-only EPYC, 0.93-1.11x on AVX-512 ones, 0.1x at 64 px), so auto
-# takes XLA only for the settings `prepare` timed it faster at in this process (a warm worker does,
-# as it starts, for the Train tab's defaults); else tf.function, which compiles nothing in a run.
-_RACE_MARGIN = 1.05  # XLA must be this much faster: a tie keeps the framework's own executor
-_raced: dict[tuple, str] = {}  # (image size, batch, bfloat16) -> the engine `prepare` timed faster
+# Which is faster depends on the CPU, the precision and the image size (batch 32, 2 cores, float32:
+# XLA 1.2x tf.function at 224 px on an AVX2-only EPYC, 0.93-1.11x on AVX-512 ones, 0.1x at 64 px;
+# bfloat16: 0.70x on an avx512_bf16 EPYC), so auto takes XLA only for the settings `prepare` timed it
+# faster at in this process (a warm worker does, as it starts, for the Train tab's defaults); else
+# tf.function, which compiles nothing in a run.
+_raced: dict[tuple, str] = {}  # trainer.config.race_key -> the engine `prepare` timed faster
 _CAM_LAYER = "conv5_block3_out"  # the last ResNet stage's output, as torchvision's layer4
 
 
@@ -150,9 +150,9 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[keras.Model, dic
         model, pretrained, warnings = _build_layers(num_classes, config)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    raced = _race_key(config, bfloat16)
-    preferred = (_raced[raced],) if raced in _raced else ()
-    model.engine = backbone_engine(engines(bfloat16, on_gpu), preferred, bfloat16, on_gpu, config.unfreeze == 0)
+    raced = _raced.get(race_key(config, bfloat16))
+    preferred = (raced,) if raced else ()
+    model.engine = backbone_engine(engines(bfloat16, on_gpu), preferred, on_gpu, config.unfreeze == 0)
     model.engine_batch = config.batch_size  # the one batch shape the compiled backbone takes
     return model, {"pretrained": pretrained, "warnings": warnings,
                    "precision": "bfloat16" if bfloat16 else "float32", "engine": ENGINES[model.engine]}
@@ -169,37 +169,11 @@ def prepare(config: TrainConfig) -> str:
     values); runs with these settings then take the faster. The engine they take."""
     model, info = build_model(2, config)
     bfloat16, on_gpu = info["precision"] == "bfloat16", select_device(config.device) == "gpu"
-    key = _race_key(config, bfloat16)
-    could = backbone_engine(engines(bfloat16, on_gpu), ("compiled",), bfloat16, on_gpu, config.unfreeze == 0)
-    zeros = np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8)
-    x = preprocess(zeros, "gpu" if on_gpu else "cpu")
-    if could == "compiled" and model.engine == "eager" and key not in _raced:
-        seconds = _fastest_calls(model, x, ("eager", "compiled"))
-        _raced[key] = "compiled" if seconds["eager"] > _RACE_MARGIN * seconds["compiled"] else "eager"
-        return _raced[key]
-    if model.engine != "eager":
-        backbone(model)(x)
-    return model.engine
-
-
-def _race_key(config: TrainConfig, bfloat16: bool) -> tuple:
-    """The settings a race's result holds for: the backbone's input shape and precision."""
-    return config.image_size, config.batch_size, bfloat16
-
-
-def _fastest_calls(model: keras.Model, x: tf.Tensor, engines: tuple[str, ...], turns: int = 2) -> dict:
-    """Engine -> its fastest call on `x` of `turns`, taken in turns after a first call each (tracing,
-    compiling), so that the machine's drift hits all alike."""
-    runs = {engine: backbone(model, engine) for engine in engines}
-    for run in runs.values():
-        run(x)
-    fastest = dict.fromkeys(runs, float("inf"))
-    for _ in range(turns):
-        for engine, run in runs.items():
-            started = time.perf_counter()
-            run(x)
-            fastest[engine] = min(fastest[engine], time.perf_counter() - started)
-    return fastest
+    key = race_key(config, bfloat16)
+    could = backbone_engine(engines(bfloat16, on_gpu), ("compiled",), on_gpu, config.unfreeze == 0)
+    zeros = preprocess(np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8),
+                       "gpu" if on_gpu else "cpu")
+    return prepare_engine(model.engine, could, key, _raced, lambda engine: backbone(model, engine), zeros)
 
 
 def _build_layers(num_classes: int, config: TrainConfig):

@@ -345,11 +345,12 @@ history = model.fit(train_data, validation_data=val_data, epochs=EPOCHS, verbose
             "loop out: per batch zero_grad(), backward(), step(), then a validation pass by hand.")
     if not config.unfreeze:
         note += (" The app trains the same way, but computes the frozen backbone's features in the fastest "
-                 "engine it has: on a CPU in float32, PyTorch's backbone exported to ONNX Runtime from these "
-                 "same weights (torch.compile where ONNX Runtime is not installed) and Keras' in TensorFlow's "
-                 "tf.function, or in XLA where the server timed XLA faster for these settings; in bfloat16 or "
-                 "on a GPU, each framework's own pass, as here. The features agree "
-                 "to float32's rounding; each run's log and results table name the engine that computed them.")
+                 "engine it has on a CPU: PyTorch's backbone exported to ONNX Runtime from these same weights "
+                 "in float32 (torch.compile where ONNX Runtime is not installed), and in bfloat16 torch.compile "
+                 "where the server timed it faster than eager for these settings; Keras' in TensorFlow's "
+                 "tf.function, or in XLA where the server timed XLA faster. On a GPU each framework runs its "
+                 "own pass, as here. The features agree to the precision's rounding; each run's log and "
+                 "results table name the engine that computed them.")
     if config.unfreeze:
         note += (" Fine-tuning differs too: Keras' fit takes one learning rate, so the unfrozen stages learn in "
                  "a second fit after compiling again (keras-io's recipe); PyTorch gives the optimizer two "

@@ -22,7 +22,7 @@ from torchvision.transforms.v2 import functional as F
 
 from trainer import augment, bank, loop, onnx_engine, store, weights
 from trainer.augment import AugmentConfig
-from trainer.config import TrainConfig, backbone_engine, use_bfloat16
+from trainer.config import TrainConfig, backbone_engine, prepare_engine, race_key, use_bfloat16
 from trainer.constants import FEATURE_DIM, IMAGENET_MEAN, IMAGENET_STD
 
 FRAMEWORK = "pytorch"
@@ -30,7 +30,12 @@ _STAGES = ("layer1", "layer2", "layer3", "layer4")  # ResNet stages, input to ou
 _EVAL_BATCH = 64
 # The engines a frozen backbone can run in, by the names runs, the bank and the bench give them.
 ENGINES = {"eager": "eager", "compiled": "torch.compile", "onnxruntime": "ONNX Runtime"}
-_PREFERRED = ("onnxruntime", "compiled")  # on a CPU in float32: the README's engine table
+# On a CPU in float32 auto takes ONNX Runtime, else torch.compile: measured 2.9x and 2.1x eager on
+# every CPU tried (the README's engine table). In bfloat16 ONNX Runtime is not offered (it computes
+# float32) and torch.compile's gain depends on the CPU (1.8x eager on an avx512_bf16 EPYC, batch 32,
+# 2 cores), so auto takes it only for the settings `prepare` timed it faster at, as Keras does XLA.
+_PREFERRED = ("onnxruntime", "compiled")
+_raced: dict[tuple, str] = {}  # trainer.config.race_key -> the engine `prepare` timed faster (bfloat16)
 
 
 # ---------------------------------------------------------------- device
@@ -156,8 +161,9 @@ def build_model(num_classes: int, config: TrainConfig) -> tuple[nn.Module, dict]
     model.eval()
     on_gpu = select_device(config.device) == "gpu"
     model.bfloat16 = use_bfloat16(config.precision, on_gpu)
-    model.engine = backbone_engine(engines(model.bfloat16, on_gpu), _PREFERRED, model.bfloat16, on_gpu,
-                                   config.unfreeze == 0)
+    raced = _raced.get(race_key(config, model.bfloat16))
+    preferred = _PREFERRED if not model.bfloat16 else (raced,) if raced else ()
+    model.engine = backbone_engine(engines(model.bfloat16, on_gpu), preferred, on_gpu, config.unfreeze == 0)
     model.engine_batch = config.batch_size  # the one batch shape the compiled or exported backbone takes
     # channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolutions.
     return model.to(_torch_device(config.device), memory_format=torch.channels_last), {
@@ -175,13 +181,17 @@ def engines(bfloat16: bool, on_gpu: bool) -> tuple[str, ...]:
 
 def prepare(config: TrainConfig) -> str:
     """Export (or compile) the frozen backbone for runs with `config` in this process, where auto
-    takes an engine other than the eager one: runs with the same weights and shape reuse it. The
-    engine they take."""
+    takes an engine other than the eager one: runs with the same weights and shape reuse it. In
+    bfloat16, where auto could take torch.compile, compile it and time it against eager in turns (on
+    zeros); runs with these settings then take the faster. The engine they take."""
     model, _ = build_model(2, config)
-    if model.engine != "eager":
-        zeros = np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8)
-        backbone(model)(preprocess(zeros, select_device(config.device)))
-    return model.engine
+    on_gpu = select_device(config.device) == "gpu"
+    key = race_key(config, model.bfloat16)
+    racing = ("compiled",) if model.bfloat16 else ()
+    could = backbone_engine(engines(model.bfloat16, on_gpu), racing, on_gpu, config.unfreeze == 0)
+    zeros = preprocess(np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8),
+                       "gpu" if on_gpu else "cpu")
+    return prepare_engine(model.engine, could, key, _raced, lambda engine: backbone(model, engine), zeros)
 
 
 def _backbone_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
