@@ -119,7 +119,8 @@ def measure(framework: str, config: TrainConfig, arrays, train, val) -> dict:
     module = frameworks.backend(framework)
     model, info = module.build_model(len(arrays.classes), config)
     engines = engine_figures(module, model, arrays.x_train, config, info["precision"])
-    # Then as a warm worker starts (Keras times XLA against tf.function): the engine the app takes.
+    # Then as a warm worker starts (where the compiler's gain depends on the CPU, it is timed against
+    # the framework's own pass: trainer/config.py prepare_engine): the engine the app takes.
     started = time.perf_counter()
     engine = module.prepare(config)
     engines.update(prepare_s=time.perf_counter() - started, backbone_img_s=engines[f"{engine}_img_s"])

@@ -168,11 +168,10 @@ def prepare(config: TrainConfig) -> str:
     and time it against tf.function in turns (on zeros: a convolution's time does not depend on the
     values); runs with these settings then take the faster. The engine they take."""
     model, info = build_model(2, config)
-    bfloat16, on_gpu = info["precision"] == "bfloat16", select_device(config.device) == "gpu"
+    bfloat16, device = info["precision"] == "bfloat16", select_device(config.device)
     key = race_key(config, bfloat16)
-    could = backbone_engine(engines(bfloat16, on_gpu), ("compiled",), on_gpu, config.unfreeze == 0)
-    zeros = preprocess(np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8),
-                       "gpu" if on_gpu else "cpu")
+    could = backbone_engine(engines(bfloat16, device == "gpu"), ("compiled",), device == "gpu", config.unfreeze == 0)
+    zeros = preprocess(np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8), device)
     return prepare_engine(model.engine, could, key, _raced, lambda engine: backbone(model, engine), zeros)
 
 

@@ -185,12 +185,11 @@ def prepare(config: TrainConfig) -> str:
     bfloat16, where auto could take torch.compile, compile it and time it against eager in turns (on
     zeros); runs with these settings then take the faster. The engine they take."""
     model, _ = build_model(2, config)
-    on_gpu = select_device(config.device) == "gpu"
+    device = select_device(config.device)
     key = race_key(config, model.bfloat16)
     racing = ("compiled",) if model.bfloat16 else ()
-    could = backbone_engine(engines(model.bfloat16, on_gpu), racing, on_gpu, config.unfreeze == 0)
-    zeros = preprocess(np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8),
-                       "gpu" if on_gpu else "cpu")
+    could = backbone_engine(engines(model.bfloat16, device == "gpu"), racing, device == "gpu", config.unfreeze == 0)
+    zeros = preprocess(np.zeros((config.batch_size, config.image_size, config.image_size, 3), np.uint8), device)
     return prepare_engine(model.engine, could, key, _raced, lambda engine: backbone(model, engine), zeros)
 
 
